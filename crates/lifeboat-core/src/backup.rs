@@ -1,0 +1,375 @@
+//! Backup: one snapshot per volume or bind mount.
+//!
+//! For each target: choose the reader (`host` when lifeboat can read the
+//! files itself, `engine` otherwise or on request), stream the files into the
+//! repository, and publish the snapshot only when every file was read. A
+//! failure of one target never stops the others; each gets its own result.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::engine::{Engine, HELPER_MOUNT, HelperSource, MountKind};
+use crate::error::{Error, Result};
+use crate::inventory::{Inventory, Target};
+use crate::progress::TransferProgress;
+use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
+use crate::source::{
+    ArchiveSource, ChunkReader, HostSource, Payload, ReadLog, SharedLog, read_payload,
+};
+
+/// How many chunks of an archive stream may wait for the parser.
+const STREAM_CHUNKS: usize = 64;
+
+/// How a target's files are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reader {
+    /// Straight from the host path: fastest, and incremental through the
+    /// previous snapshot.
+    Host,
+    /// Through the engine's archive endpoint, from a never-started helper
+    /// container that mounts the target read-only.
+    Engine,
+}
+
+/// Which reader to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReaderChoice {
+    /// The host path when it is readable, the engine otherwise.
+    #[default]
+    Auto,
+    Host,
+    Engine,
+}
+
+/// The outcome of one target's backup.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetBackup {
+    pub kind: MountKind,
+    pub name: String,
+    pub reader: Option<Reader>,
+    /// The snapshot written, when the backup succeeded.
+    pub snapshot: Option<SnapshotInfo>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes newly added to the repository (after deduplication and
+    /// compression).
+    pub bytes_added: u64,
+    pub seconds: f64,
+    /// Files that disappeared while the volume was read live.
+    pub vanished: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl TargetBackup {
+    /// Whether the backup produced a snapshot.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.snapshot.is_some()
+    }
+}
+
+/// Picks the targets a backup request names. `names` are volume names or
+/// bind-mount host paths; `all` takes every volume and every bind-mounted
+/// data directory.
+pub fn select_targets(inventory: &Inventory, names: &[String], all: bool) -> Result<Vec<Target>> {
+    if all {
+        return Ok(inventory
+            .targets
+            .iter()
+            .filter(|t| t.in_backup_all())
+            .cloned()
+            .collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            let kind = if name.starts_with('/') {
+                MountKind::Bind
+            } else {
+                MountKind::Volume
+            };
+            let wanted = if kind == MountKind::Bind {
+                name.trim_end_matches('/').to_string()
+            } else {
+                name.clone()
+            };
+            inventory
+                .targets
+                .iter()
+                .find(|t| t.kind == kind && t.name == wanted)
+                .cloned()
+                .ok_or_else(|| Error::UnknownTarget(name.clone()))
+        })
+        .collect()
+}
+
+/// Backs up one target. Never fails as a whole: the error, if any, is in
+/// the result.
+pub async fn backup_target(
+    engine: &Engine,
+    repo: &Repo,
+    target: &Target,
+    choice: ReaderChoice,
+    extra_tags: &[String],
+    progress: Arc<TransferProgress>,
+) -> TargetBackup {
+    let started = Instant::now();
+    let mut result = TargetBackup {
+        kind: target.kind,
+        name: target.name.clone(),
+        reader: None,
+        snapshot: None,
+        files: 0,
+        bytes: 0,
+        bytes_added: 0,
+        seconds: 0.0,
+        vanished: Vec::new(),
+        error: None,
+    };
+    let outcome = run(
+        engine,
+        repo,
+        target,
+        choice,
+        extra_tags,
+        progress,
+        &mut result,
+    )
+    .await;
+    match outcome {
+        Ok(snapshot) => {
+            if let Some(summary) = &snapshot.file.summary {
+                result.files = summary.total_files_processed;
+                result.bytes = summary.total_bytes_processed;
+                result.bytes_added = summary.data_added_packed;
+            }
+            result.snapshot = Some(snapshot);
+        }
+        Err(e) => result.error = Some(e.to_string()),
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+async fn run(
+    engine: &Engine,
+    repo: &Repo,
+    target: &Target,
+    choice: ReaderChoice,
+    extra_tags: &[String],
+    progress: Arc<TransferProgress>,
+    result: &mut TargetBackup,
+) -> Result<SnapshotInfo> {
+    let mut spec = target.spec().ok_or_else(|| {
+        Error::BadRequest(format!(
+            "{} is a tmpfs mount: it lives in memory and has nothing to back up",
+            target.name
+        ))
+    })?;
+    spec.extra_tags.extend(extra_tags.iter().cloned());
+    let reader = match choice {
+        ReaderChoice::Host => {
+            if !target.host_readable() {
+                return Err(Error::BadRequest(format!(
+                    "{} cannot be read from a host path here; use the engine reader",
+                    target.name
+                )));
+            }
+            Reader::Host
+        }
+        ReaderChoice::Engine => Reader::Engine,
+        ReaderChoice::Auto if target.host_readable() => Reader::Host,
+        ReaderChoice::Auto => Reader::Engine,
+    };
+    result.reader = Some(reader);
+    let snapshot_path = spec.snapshot_path();
+    let root_name: OsString = snapshot_path
+        .file_name()
+        .map(ToOwned::to_owned)
+        .unwrap_or_else(|| OsString::from("root"));
+    let log = SharedLog::default();
+    let request = ArchiveRequest {
+        base: PathBuf::new(),
+        snapshot_path,
+        tags: spec.to_tags(),
+        description: None,
+        use_parent: reader == Reader::Host,
+        progress: progress.clone(),
+    };
+
+    let snapshot = match reader {
+        Reader::Host => {
+            let root = PathBuf::from(target.host_path.clone().unwrap_or_default());
+            let request = ArchiveRequest {
+                base: root.clone(),
+                ..request
+            };
+            let repo = repo.clone();
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || -> Result<SnapshotInfo> {
+                let source = HostSource::new(&root, root_name, log.clone(), progress)
+                    .map_err(|e| Error::Other(e.display_log()))?;
+                repo.archive(&source, &request, || verdict(&log))
+            })
+            .await
+            .map_err(|e| Error::Other(format!("backup task failed: {e}")))?
+        }
+        Reader::Engine => {
+            let source = match target.kind {
+                MountKind::Bind => HelperSource::Bind(target.name.clone()),
+                _ => HelperSource::Volume(target.name.clone()),
+            };
+            let helper = engine.create_helper(&source, true).await?;
+            let archived = archive_from_engine(
+                engine,
+                repo,
+                &helper,
+                request,
+                root_name,
+                log.clone(),
+                progress,
+                target_size(target),
+            )
+            .await;
+            if let Err(e) = engine.remove_helper(&helper).await {
+                tracing::warn!("{e}");
+            }
+            archived
+        }
+    };
+    if let Ok(log) = log.lock() {
+        result.vanished = log.vanished.clone();
+    }
+    snapshot
+}
+
+fn target_size(target: &Target) -> Option<u64> {
+    match target.size {
+        crate::inventory::Size::Known { bytes, .. } => Some(bytes),
+        _ => None,
+    }
+}
+
+/// Whether a source read cleanly: the snapshot may be published.
+fn verdict(log: &SharedLog) -> std::result::Result<(), String> {
+    let log = log.lock().map_err(|_| "read log poisoned".to_string())?;
+    let ReadLog { fatal, .. } = &*log;
+    match fatal.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("not backed up: {one}")),
+        [first, rest @ ..] => Err(format!(
+            "not backed up: {first} (and {} more problem{})",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" }
+        )),
+    }
+}
+
+/// Streams a helper's archive into a blocking reader.
+fn stream_reader(engine: &Engine, helper: &crate::engine::Helper, path: &str) -> ChunkReader {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(STREAM_CHUNKS);
+    let mut stream = Box::pin(engine.download(helper, path));
+    tokio::spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ChunkReader::new(rx).0
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn archive_from_engine(
+    engine: &Engine,
+    repo: &Repo,
+    helper: &crate::engine::Helper,
+    request: ArchiveRequest,
+    root_name: OsString,
+    log: SharedLog,
+    progress: Arc<TransferProgress>,
+    size: Option<u64>,
+) -> Result<SnapshotInfo> {
+    let base = PathBuf::from(HELPER_MOUNT);
+    let reader = stream_reader(engine, helper, &format!("{HELPER_MOUNT}/."));
+    let spool = repo.settings().cache_dir.join("spool");
+    let refetch = refetcher(
+        engine.clone(),
+        helper.id.clone(),
+        spool.clone(),
+        progress.clone(),
+    );
+    let request = ArchiveRequest {
+        base: base.clone(),
+        ..request
+    };
+    let repo = repo.clone();
+    tokio::task::spawn_blocking(move || {
+        let source = ArchiveSource::start(
+            Box::new(reader),
+            base,
+            root_name,
+            spool,
+            refetch,
+            log.clone(),
+            progress,
+            size,
+        );
+        repo.archive(&source, &request, || verdict(&log))
+    })
+    .await
+    .map_err(|e| Error::Other(format!("backup task failed: {e}")))?
+}
+
+/// Reads one file of the helper again (the content behind a hard link).
+fn refetcher(
+    engine: Engine,
+    helper_id: String,
+    spool: PathBuf,
+    progress: Arc<TransferProgress>,
+) -> crate::source::Refetch {
+    let handle = tokio::runtime::Handle::current();
+    Box::new(move |relative: &[u8]| -> std::io::Result<Payload> {
+        let relative = std::str::from_utf8(relative).map_err(|_| {
+            std::io::Error::other(
+                "hard links to names that are not UTF-8 cannot be read through the engine",
+            )
+        })?;
+        let helper = crate::engine::Helper {
+            id: helper_id.clone(),
+        };
+        let path = format!("{HELPER_MOUNT}/{relative}");
+        let reader = {
+            let _entered = handle.enter();
+            stream_reader(&engine, &helper, &path)
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut entries = archive.entries()?;
+        let mut entry = entries
+            .next()
+            .ok_or_else(|| std::io::Error::other("empty archive"))??;
+        read_payload(&mut entry, &spool, &progress)
+    })
+}
+
+/// A summary of a whole backup run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupRun {
+    pub targets: Vec<TargetBackup>,
+    pub seconds: f64,
+}
+
+impl BackupRun {
+    /// How many targets failed.
+    pub fn failures(&self) -> usize {
+        self.targets.iter().filter(|t| !t.succeeded()).count()
+    }
+}

@@ -1,0 +1,523 @@
+//! The Docker Engine API: the only module that talks to bollard.
+//!
+//! It reads the inventory (volumes, containers and their mounts), creates
+//! volumes, and runs the never-started helper containers through which the
+//! engine-archive reader and writer stream a volume's files. It returns plain
+//! data; it never decides what to back up and never touches the repository.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
+    ListContainersOptions, RemoveContainerOptions, UploadToContainerOptions,
+};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The socket lifeboat tries when `DOCKER_HOST` is not set.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long the first contact with the engine may take before it counts as
+/// unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Streams of volume content may run for hours; the engine client's default
+/// request timeout (two minutes) would cut them off.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The image of helper containers, imported from an empty root file system.
+pub(crate) const HELPER_IMAGE: &str = "lifeboat-helper:empty";
+
+/// Where a helper container mounts the volume it reads or writes.
+pub(crate) const HELPER_MOUNT: &str = "/lifeboat-data";
+
+/// Label that marks helper containers, so stale ones can be found.
+pub(crate) const HELPER_LABEL: &str = "lifeboat.helper";
+
+/// A connection to one Docker engine, with the API version negotiated.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// A named volume as the engine describes it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EngineVolume {
+    pub name: String,
+    pub driver: String,
+    pub mountpoint: String,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub created_at: Option<String>,
+}
+
+/// What kind of mount a container has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Volume,
+    Bind,
+    Tmpfs,
+}
+
+/// One mount of one container.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerMount {
+    pub kind: MountKind,
+    /// The volume name, for volumes.
+    pub name: Option<String>,
+    /// The host path, for bind mounts and volumes.
+    pub source: Option<String>,
+    /// Where the container sees it.
+    pub destination: String,
+    pub read_write: bool,
+    /// The size limit of a tmpfs mount, when one is set.
+    pub tmpfs_size: Option<i64>,
+}
+
+/// A container, running or not, with what it mounts.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub running: bool,
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<ContainerMount>,
+}
+
+/// How a helper container mounts the data it streams.
+#[derive(Clone, Debug)]
+pub(crate) enum HelperSource {
+    Volume(String),
+    Bind(String),
+}
+
+/// A created, never-started container that mounts one volume or bind mount.
+#[derive(Debug)]
+pub(crate) struct Helper {
+    pub(crate) id: String,
+}
+
+impl Engine {
+    /// Connects to `DOCKER_HOST` (or the local socket) and negotiates the API
+    /// version, so that old engines (API 1.41) and new ones both work.
+    pub async fn connect() -> Result<Self> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unreachable = |reason: String| Error::EngineUnreachable {
+            host: host.clone(),
+            reason,
+        };
+        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(Self { docker, host })
+    }
+
+    /// The address lifeboat talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The API version in use after negotiation, e.g. `1.41`.
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// Every named volume of the engine.
+    pub async fn volumes(&self) -> Result<Vec<EngineVolume>> {
+        let list = self
+            .docker
+            .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+            .await
+            .map_err(|e| Error::engine("listing volumes", e))?;
+        let mut volumes: Vec<_> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_from_model)
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    /// One volume, or `None` when the engine has no volume of that name.
+    pub async fn volume(&self, name: &str) -> Result<Option<EngineVolume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(volume_from_model(v))),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(Error::engine(format!("inspecting volume {name}"), e)),
+        }
+    }
+
+    /// Creates a volume with the given driver, driver options and labels.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        driver: &str,
+        options: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<EngineVolume> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some(driver.to_string()),
+            driver_opts: Some(options.clone().into_iter().collect()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let v = self
+            .docker
+            .create_volume(request)
+            .await
+            .map_err(|e| Error::engine(format!("creating volume {name}"), e))?;
+        Ok(volume_from_model(v))
+    }
+
+    /// Removes a volume (used to undo a volume lifeboat itself created).
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(|e| Error::engine(format!("removing volume {name}"), e))
+    }
+
+    /// Every container, running or not, with its mounts (including tmpfs
+    /// mounts, which only the full inspection reports).
+    pub async fn containers(&self) -> Result<Vec<EngineContainer>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| Error::engine("listing containers", e))?;
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        let inspections = futures_util::stream::iter(ids)
+            .map(|id| async move {
+                match self.docker.inspect_container(&id, None).await {
+                    Ok(c) => Ok(Some(container_from_model(c))),
+                    // Removed between listing and inspection: not ours to report.
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(None),
+                    Err(e) => Err(Error::engine(format!("inspecting container {id}"), e)),
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut containers: Vec<_> = inspections
+            .into_iter()
+            .flatten()
+            .filter(|c| !c.labels.contains_key(HELPER_LABEL))
+            .collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(containers)
+    }
+
+    /// Makes sure the helper image exists, importing it from an empty root
+    /// file system: no registry is ever contacted.
+    pub(crate) async fn ensure_helper_image(&self) -> Result<()> {
+        if self.docker.inspect_image(HELPER_IMAGE).await.is_ok() {
+            return Ok(());
+        }
+        let (repo, tag) = HELPER_IMAGE
+            .split_once(':')
+            .unwrap_or((HELPER_IMAGE, "latest"));
+        // Two zero blocks: the end-of-archive marker of an empty tar.
+        let empty_tar = Bytes::from(vec![0u8; 1024]);
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            message: Some("lifeboat helper: an empty root file system".to_string()),
+            ..Default::default()
+        };
+        let mut progress =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_full(empty_tar)), None);
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(|e| Error::engine("importing the helper image", e))?;
+            if let Some(detail) = step.error_detail.and_then(|d| d.message) {
+                return Err(Error::Other(format!(
+                    "Docker engine: importing the helper image: {detail}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a helper container that mounts `source` at [`HELPER_MOUNT`].
+    /// It is never started: the engine serves its files through the archive
+    /// endpoints all the same.
+    pub(crate) async fn create_helper(
+        &self,
+        source: &HelperSource,
+        read_only: bool,
+    ) -> Result<Helper> {
+        self.ensure_helper_image().await?;
+        let (typ, src) = match source {
+            HelperSource::Volume(name) => (MountType::VOLUME, name.clone()),
+            HelperSource::Bind(path) => (MountType::BIND, path.clone()),
+        };
+        let mut labels = std::collections::HashMap::new();
+        labels.insert(HELPER_LABEL.to_string(), "true".to_string());
+        let body = ContainerCreateBody {
+            image: Some(HELPER_IMAGE.to_string()),
+            cmd: Some(vec!["/lifeboat-helper-is-never-started".to_string()]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![Mount {
+                    target: Some(HELPER_MOUNT.to_string()),
+                    source: Some(src),
+                    typ: Some(typ),
+                    read_only: Some(read_only),
+                    ..Default::default()
+                }]),
+                network_mode: Some("none".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!(
+            "lifeboat-helper-{}-{}",
+            std::process::id(),
+            crate::random_hex(4)
+        );
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| Error::engine(format!("creating a helper container for {source}"), e))?;
+        Ok(Helper { id: created.id })
+    }
+
+    /// Removes a helper container. Errors are returned, but callers usually
+    /// only log them: a leftover helper holds no data and is labelled.
+    pub(crate) async fn remove_helper(&self, helper: &Helper) -> Result<()> {
+        self.docker
+            .remove_container(
+                &helper.id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| Error::engine(format!("removing helper container {}", helper.id), e))
+    }
+
+    /// Streams `path` inside the helper as a tar archive.
+    pub(crate) fn download(
+        &self,
+        helper: &Helper,
+        path: &str,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        // The returned stream owns its request: it does not borrow the client.
+        self.docker
+            .clone()
+            .with_timeout(TRANSFER_TIMEOUT)
+            .download_from_container(
+                &helper.id,
+                Some(DownloadFromContainerOptions {
+                    path: path.to_string(),
+                }),
+            )
+            .map_err(|e| Error::engine("reading the volume through the engine", e))
+    }
+
+    /// Extracts a tar stream into `path` inside the helper, keeping the
+    /// archive's owners (`copyUIDGID`).
+    pub(crate) async fn upload(
+        &self,
+        helper: &Helper,
+        path: &str,
+        tar: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ) -> Result<()> {
+        let docker = self.docker.clone().with_timeout(TRANSFER_TIMEOUT);
+        docker
+            .upload_to_container(
+                &helper.id,
+                Some(UploadToContainerOptions {
+                    path: path.to_string(),
+                    copy_uidgid: Some("1".to_string()),
+                    ..Default::default()
+                }),
+                bollard::body_try_stream(tar),
+            )
+            .await
+            .map_err(|e| Error::engine("writing into the volume through the engine", e))
+    }
+}
+
+impl std::fmt::Display for HelperSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Volume(name) => write!(f, "volume {name}"),
+            Self::Bind(path) => write!(f, "bind mount {path}"),
+        }
+    }
+}
+
+fn volume_from_model(v: bollard::models::Volume) -> EngineVolume {
+    EngineVolume {
+        name: v.name,
+        driver: v.driver,
+        mountpoint: v.mountpoint,
+        labels: v.labels.into_iter().collect(),
+        options: v.options.into_iter().collect(),
+        created_at: v.created_at.map(|d| d.to_string()),
+    }
+}
+
+fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineContainer {
+    let state = c.state.as_ref();
+    let running = state.and_then(|s| s.running).unwrap_or(false);
+    let state_name = state
+        .and_then(|s| s.status.as_ref())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    let host_config = c.host_config.unwrap_or_default();
+
+    let mut mounts: Vec<ContainerMount> = c
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| {
+            let kind = match m.typ.as_deref() {
+                Some("volume") => MountKind::Volume,
+                Some("bind") => MountKind::Bind,
+                Some("tmpfs") => MountKind::Tmpfs,
+                _ => return None,
+            };
+            Some(ContainerMount {
+                kind,
+                name: m.name.filter(|n| !n.is_empty()),
+                source: m.source.filter(|s| !s.is_empty()),
+                destination: m.destination.unwrap_or_default(),
+                read_write: m.rw.unwrap_or(true),
+                tmpfs_size: None,
+            })
+        })
+        .collect();
+
+    // Sizes of tmpfs mounts made with `--mount type=tmpfs`.
+    for m in host_config.mounts.iter().flatten() {
+        if m.typ == Some(MountType::TMPFS) {
+            let size = m.tmpfs_options.as_ref().and_then(|o| o.size_bytes);
+            let target = m.target.clone().unwrap_or_default();
+            match mounts.iter_mut().find(|x| x.destination == target) {
+                Some(existing) => existing.tmpfs_size = size,
+                None => mounts.push(ContainerMount {
+                    kind: MountKind::Tmpfs,
+                    name: None,
+                    source: None,
+                    destination: target,
+                    read_write: !m.read_only.unwrap_or(false),
+                    tmpfs_size: size,
+                }),
+            }
+        }
+    }
+    // `--tmpfs PATH:OPTIONS` mounts appear only here.
+    for (path, options) in host_config.tmpfs.iter().flatten() {
+        if mounts.iter().any(|m| &m.destination == path) {
+            continue;
+        }
+        mounts.push(ContainerMount {
+            kind: MountKind::Tmpfs,
+            name: None,
+            source: None,
+            destination: path.clone(),
+            read_write: !options.split(',').any(|o| o == "ro"),
+            tmpfs_size: tmpfs_size_option(options),
+        });
+    }
+    mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
+
+    EngineContainer {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        running,
+        state: state_name,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        mounts,
+    }
+}
+
+/// Parses the `size=` option of a `--tmpfs` mount (`64m`, `1g`, `65536`).
+fn tmpfs_size_option(options: &str) -> Option<i64> {
+    let value = options
+        .split(',')
+        .find_map(|o| o.strip_prefix("size="))?
+        .trim();
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let n: i64 = digits.parse().ok()?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// The innermost message of an engine error: "connection refused" says more
+/// than "error trying to connect".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_sizes_parse_with_units() {
+        assert_eq!(tmpfs_size_option("rw,size=64m"), Some(64 << 20));
+        assert_eq!(tmpfs_size_option("size=1g,mode=1777"), Some(1 << 30));
+        assert_eq!(tmpfs_size_option("size=512k"), Some(512 << 10));
+        assert_eq!(tmpfs_size_option("size=65536"), Some(65536));
+        assert_eq!(tmpfs_size_option("mode=1777"), None);
+        assert_eq!(tmpfs_size_option("size=12x"), None);
+    }
+}

@@ -1,0 +1,744 @@
+//! The restic-format repository: the only module that uses rustic_core's
+//! repository API and rustic_backend.
+//!
+//! It finds the repository and its password (with the defaults that make the
+//! first run one command), initialises and opens it with errors a script can
+//! tell apart, archives sources into snapshots behind a gate that keeps a
+//! failed read from ever publishing a snapshot, lists snapshots, and restores
+//! a snapshot's tree to a directory or streams it as a tar archive.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rustic_backend::BackendOptions;
+use rustic_core::repofile::{MasterKey, Node, NodeType, SnapshotFile};
+use rustic_core::{
+    BackupOptions, ConfigOptions, Credentials, Id, IndexedFullStatus, KeyOptions, LocalDestination,
+    LsOptions, OpenStatus, ParentOptions, Progress, ProgressBars, ProgressType, ReadBackend,
+    ReadSource, Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError,
+    RusticProgress, RusticResult, SnapshotOptions, WriteBackend,
+};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::progress::TransferProgress;
+
+/// Where the repository is and how to open it.
+#[derive(Clone, Debug)]
+pub struct RepoSettings {
+    /// A local path, or a backend URL (`opendal:s3`, `rest:...`).
+    pub location: String,
+    /// Whether `location` is the built-in default, which may be created on
+    /// first use.
+    pub is_default: bool,
+    pub password: PasswordSource,
+    /// Options of the storage backend (bucket, endpoint, keys, ...).
+    pub options: BTreeMap<String, String>,
+    pub cache_dir: PathBuf,
+}
+
+/// Where the repository password comes from.
+#[derive(Clone, Debug)]
+pub enum PasswordSource {
+    /// Given directly (`LIFEBOAT_PASSWORD`).
+    Value(String),
+    /// Read from a file the user named (`LIFEBOAT_PASSWORD_FILE`).
+    File(PathBuf),
+    /// Read from the default file, generated when the default repository is
+    /// created.
+    DefaultFile(PathBuf),
+}
+
+/// What opening the repository did, beyond opening it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpenReport {
+    /// The repository was created by this call.
+    pub created: bool,
+    /// A password was generated and written to this file: without it,
+    /// nothing in the repository can ever be restored.
+    pub generated_password_file: Option<PathBuf>,
+}
+
+/// One snapshot, as the caller sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub short_id: String,
+    pub time: String,
+    pub hostname: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub(crate) file: SnapshotFile,
+}
+
+impl SnapshotInfo {
+    /// Seconds since the epoch, for ordering.
+    pub fn epoch_seconds(&self) -> i64 {
+        self.file.time.timestamp().as_second()
+    }
+}
+
+/// Totals of a restore.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreTotals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+impl RepoSettings {
+    /// Settings from explicit values, falling back to lifeboat's defaults:
+    /// `/var/lib/lifeboat/repo` and `/etc/lifeboat/password` as root, the
+    /// XDG directories otherwise.
+    pub fn new(
+        location: Option<String>,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+    ) -> Self {
+        let dirs = crate::paths::Dirs::for_current_user();
+        let (location, is_default) = match location.filter(|l| !l.is_empty()) {
+            Some(l) => (l, false),
+            None => (dirs.data.join("repo").display().to_string(), true),
+        };
+        let password = match (password.filter(|p| !p.is_empty()), password_file) {
+            (Some(p), _) => PasswordSource::Value(p),
+            (None, Some(f)) => PasswordSource::File(f),
+            (None, None) => PasswordSource::DefaultFile(dirs.config.join("password")),
+        };
+        Self {
+            location,
+            is_default,
+            password,
+            options: BTreeMap::new(),
+            cache_dir: dirs.cache,
+        }
+    }
+
+    /// The local directory of the repository, when it is a local one.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        if let Some(p) = self.location.strip_prefix("local:") {
+            return Some(PathBuf::from(p));
+        }
+        let has_scheme = self
+            .location
+            .split_once(':')
+            .is_some_and(|(scheme, _)| !scheme.contains('/') && scheme.len() > 1);
+        (!has_scheme).then(|| PathBuf::from(&self.location))
+    }
+
+    fn read_password(&self) -> Result<Option<String>> {
+        let read = |path: &Path| -> Result<Option<String>> {
+            match std::fs::read_to_string(path) {
+                Ok(s) => Ok(Some(s.lines().next().unwrap_or_default().to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(path, e)),
+            }
+        };
+        match &self.password {
+            PasswordSource::Value(p) => Ok(Some(p.clone())),
+            PasswordSource::File(path) => read(path)?
+                .map(Some)
+                .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into())),
+            PasswordSource::DefaultFile(path) => read(path),
+        }
+    }
+
+    fn expected_password_file(&self) -> PathBuf {
+        match &self.password {
+            PasswordSource::File(p) | PasswordSource::DefaultFile(p) => p.clone(),
+            PasswordSource::Value(_) => PathBuf::from("LIFEBOAT_PASSWORD"),
+        }
+    }
+
+    /// Whether a repository exists at the location.
+    pub fn exists(&self) -> Result<bool> {
+        match self.local_path() {
+            Some(path) => Ok(path.join("config").is_file()),
+            None => {
+                let backends = self.backends()?;
+                let ids = backends
+                    .repository()
+                    .list(rustic_core::FileType::Config)
+                    .map_err(|e| self.repo_error(&e))?;
+                Ok(!ids.is_empty())
+            }
+        }
+    }
+
+    fn backends(&self) -> Result<RepositoryBackends> {
+        let backends = BackendOptions::default()
+            .repository(self.location.clone())
+            .options(self.options.clone())
+            .to_backends()
+            .map_err(|e| self.repo_error(&e))?;
+        Ok(backends)
+    }
+
+    fn repo_error(&self, e: &RusticError) -> Error {
+        if e.is_incorrect_password() {
+            return Error::WrongPassword {
+                location: self.location.clone(),
+            };
+        }
+        Error::Repository {
+            location: self.location.clone(),
+            message: one_line(e),
+        }
+    }
+}
+
+/// The message of a repository-library error, on one line, without its
+/// report boilerplate.
+fn one_line(e: &RusticError) -> String {
+    let text = e.display_log();
+    text.strip_prefix("Error: ").unwrap_or(&text).to_string()
+}
+
+/// An open repository.
+#[derive(Clone)]
+pub struct Repo {
+    settings: RepoSettings,
+    /// The repository before opening; opened again from the master key
+    /// (cheap: no key derivation) whenever an operation needs its own
+    /// handle, since an opened repository cannot be shared.
+    base: Repository<()>,
+    key: MasterKey,
+    gate: Arc<SnapshotGate>,
+    router: Arc<ProgressRouter>,
+    /// Archives run one at a time: the snapshot gate holds one at a time.
+    archiving: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("location", &self.settings.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repo {
+    /// Opens an existing repository.
+    pub fn open(settings: &RepoSettings) -> Result<Self> {
+        if !settings.exists()? {
+            return Err(Error::RepositoryMissing {
+                location: settings.location.clone(),
+            });
+        }
+        let password = settings.read_password()?.ok_or_else(|| Error::NoPassword {
+            location: settings.location.clone(),
+            expected: settings.expected_password_file(),
+        })?;
+        Self::connect(settings, |repo| {
+            repo.open(&Credentials::password(password.clone()))
+        })
+    }
+
+    /// Creates a new repository; fails if one exists. With the default
+    /// password source and no password file yet, a password is generated.
+    pub fn init(settings: &RepoSettings) -> Result<(Self, OpenReport)> {
+        if settings.exists()? {
+            return Err(Error::BadRequest(format!(
+                "a repository already exists at {}",
+                settings.location
+            )));
+        }
+        let mut report = OpenReport {
+            created: true,
+            ..Default::default()
+        };
+        let password = match settings.read_password()? {
+            Some(p) => p,
+            None => {
+                let PasswordSource::DefaultFile(path) = &settings.password else {
+                    return Err(Error::NoPassword {
+                        location: settings.location.clone(),
+                        expected: settings.expected_password_file(),
+                    });
+                };
+                let password = crate::paths::write_new_password(path)?;
+                report.generated_password_file = Some(path.clone());
+                password
+            }
+        };
+        if let Some(path) = settings.local_path() {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let repo = Self::connect(settings, |repo| {
+            repo.init(
+                &Credentials::password(password.clone()),
+                &KeyOptions::default(),
+                &ConfigOptions::default(),
+            )
+        })?;
+        Ok((repo, report))
+    }
+
+    /// Opens the repository, creating it first when it is lifeboat's
+    /// default one and does not exist yet.
+    pub fn open_or_create_default(settings: &RepoSettings) -> Result<(Self, OpenReport)> {
+        if settings.is_default && !settings.exists()? {
+            return Self::init(settings);
+        }
+        Ok((Self::open(settings)?, OpenReport::default()))
+    }
+
+    fn connect(
+        settings: &RepoSettings,
+        open: impl FnOnce(Repository<()>) -> RusticResult<Repository<OpenStatus>>,
+    ) -> Result<Self> {
+        let backends = settings.backends()?;
+        let gate = Arc::new(SnapshotGate {
+            inner: backends.repository(),
+            held: Mutex::new(None),
+        });
+        let backends = RepositoryBackends::new(gate.clone(), backends.repo_hot());
+        let router = Arc::new(ProgressRouter::default());
+        let options = RepositoryOptions::default().cache_dir(settings.cache_dir.clone());
+        let base = Repository::new_with_progress(&options, &backends, RouterHandle(router.clone()))
+            .map_err(|e| settings.repo_error(&e))?;
+        let open = open(base.clone()).map_err(|e| settings.repo_error(&e))?;
+        Ok(Self {
+            settings: settings.clone(),
+            base,
+            key: open.key(),
+            gate,
+            router,
+            archiving: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Where the repository is.
+    pub fn location(&self) -> &str {
+        &self.settings.location
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    fn error(&self, e: &RusticError) -> Error {
+        self.settings.repo_error(e)
+    }
+
+    fn opened(&self) -> Result<Repository<OpenStatus>> {
+        self.base
+            .clone()
+            .open(&Credentials::Masterkey(self.key.clone()))
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut snaps: Vec<SnapshotInfo> = self
+            .opened()?
+            .get_all_snapshots()
+            .map_err(|e| self.error(&e))?
+            .into_iter()
+            .map(snapshot_info)
+            .collect();
+        snaps.sort_by(|a, b| a.file.time.cmp(&b.file.time));
+        Ok(snaps)
+    }
+
+    /// Archives `source` into a new snapshot whose tree holds the source's
+    /// root at `snapshot_path`. `base` is the path the source's entries are
+    /// named below. The snapshot is published only when `accept` agrees
+    /// once every entry has been read; otherwise the data written stays
+    /// unreferenced (a later prune reclaims it) and no snapshot exists.
+    pub(crate) fn archive<R>(
+        &self,
+        source: &R,
+        request: &ArchiveRequest,
+        accept: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> Result<SnapshotInfo>
+    where
+        R: ReadSource + 'static,
+        <R as ReadSource>::Open: Send,
+        <R as ReadSource>::Iter: Send,
+    {
+        let _one_at_a_time = self
+            .archiving
+            .lock()
+            .map_err(|_| Error::Other("an earlier archive panicked".to_string()))?;
+        let indexed = self
+            .opened()?
+            .to_indexed_ids()
+            .map_err(|e| self.error(&e))?;
+        let mut snap = SnapshotOptions::default()
+            .to_snapshot()
+            .map_err(|e| self.error(&e))?;
+        for tag in &request.tags {
+            snap.tags.add(tag.clone());
+        }
+        snap.description = request.description.clone();
+        let options = BackupOptions::default()
+            .as_path(request.snapshot_path.clone())
+            .parent_opts(ParentOptions::default().force(!request.use_parent));
+
+        self.router.route(request.progress.clone());
+        self.gate.hold();
+        let archived = indexed.archive(&options, source, snap, &[request.base.clone()]);
+        self.router.route(Arc::new(TransferProgress::default()));
+        let verdict = match archived {
+            Ok(snap) => accept().map(|()| snap),
+            Err(e) => Err(one_line(&e)),
+        };
+        match verdict {
+            Ok(snap) => {
+                self.gate.release(true).map_err(|e| self.error(&e))?;
+                Ok(snapshot_info(snap))
+            }
+            Err(reason) => {
+                self.gate.release(false).map_err(|e| self.error(&e))?;
+                Err(Error::Other(reason))
+            }
+        }
+    }
+
+    /// Opens the repository with its full index, for reading file content.
+    pub(crate) fn reader(&self) -> Result<RepoReader> {
+        let indexed = self.opened()?.to_indexed().map_err(|e| self.error(&e))?;
+        Ok(RepoReader {
+            repo: indexed,
+            recursive: LsOptions::default().recursive(true),
+            settings: self.settings.clone(),
+            router: self.router.clone(),
+        })
+    }
+}
+
+/// What to archive and how to label it.
+pub(crate) struct ArchiveRequest {
+    pub(crate) base: PathBuf,
+    pub(crate) snapshot_path: PathBuf,
+    pub(crate) tags: Vec<String>,
+    pub(crate) description: Option<String>,
+    /// Whether unchanged files may be taken from the previous snapshot of
+    /// the same path without reading them.
+    pub(crate) use_parent: bool,
+    pub(crate) progress: Arc<TransferProgress>,
+}
+
+fn snapshot_info(file: SnapshotFile) -> SnapshotInfo {
+    let id = file.id.to_string();
+    SnapshotInfo {
+        short_id: id.chars().take(8).collect(),
+        id,
+        time: file.time.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        hostname: file.hostname.clone(),
+        paths: file.paths.iter().cloned().collect(),
+        tags: file.tags.iter().cloned().collect(),
+        files: file.summary.as_ref().map(|s| s.total_files_processed),
+        bytes: file.summary.as_ref().map(|s| s.total_bytes_processed),
+        description: file.description.clone(),
+        file,
+    }
+}
+
+/// A repository opened for reading content.
+pub(crate) struct RepoReader {
+    repo: Repository<IndexedFullStatus>,
+    recursive: LsOptions,
+    settings: RepoSettings,
+    router: Arc<ProgressRouter>,
+}
+
+/// One entry of a snapshot's tree below the restored root.
+pub(crate) struct TreeEntry {
+    /// Relative to the restored root; empty for the root itself.
+    pub(crate) path: PathBuf,
+    pub(crate) node: Node,
+}
+
+impl RepoReader {
+    fn error(&self, e: &RusticError) -> Error {
+        self.settings.repo_error(e)
+    }
+
+    /// The node at `path` in a snapshot.
+    pub(crate) fn root(&self, snapshot: &SnapshotInfo, path: &str) -> Result<Node> {
+        self.repo
+            .node_from_snapshot_and_path(&snapshot.file, path)
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Walks the tree below `root` and refuses it when any entry could
+    /// write outside the restore target: names that are empty, `.`, `..`
+    /// or contain a slash, and duplicate names in one directory. Nothing is
+    /// written before the whole tree has passed.
+    pub(crate) fn check_tree(&self, root: &Node) -> Result<TreeSummary> {
+        let mut summary = TreeSummary::default();
+        let mut previous: Option<PathBuf> = None;
+        for item in self.walk(root)? {
+            let TreeEntry { path, node } = item?;
+            let raw_name = node.name();
+            let raw = std::os::unix::ffi::OsStrExt::as_bytes(&*raw_name);
+            let name_ok = !raw.is_empty() && raw != b"." && raw != b".." && !raw.contains(&b'/');
+            let path_ok = path.components().all(|c| matches!(c, Component::Normal(_)));
+            if !name_ok || !path_ok {
+                return Err(Error::Repository {
+                    location: self.settings.location.clone(),
+                    message: format!(
+                        "refusing to restore: the snapshot holds an entry named {:?} under {:?}, which would escape the target",
+                        node.name,
+                        path.parent().unwrap_or(Path::new(""))
+                    ),
+                });
+            }
+            if previous.as_ref() == Some(&path) {
+                return Err(Error::Repository {
+                    location: self.settings.location.clone(),
+                    message: format!(
+                        "refusing to restore: {} appears twice in the snapshot",
+                        path.display()
+                    ),
+                });
+            }
+            match node.node_type {
+                NodeType::Dir => summary.dirs += 1,
+                NodeType::File => {
+                    summary.files += 1;
+                    summary.bytes += node.meta.size;
+                }
+                _ => summary.others += 1,
+            }
+            previous = Some(path);
+        }
+        Ok(summary)
+    }
+
+    /// The entries below `root` in tree order, paths relative to it.
+    pub(crate) fn walk(&self, root: &Node) -> Result<impl Iterator<Item = Result<TreeEntry>> + '_> {
+        let iter = self
+            .repo
+            .ls(root, &self.recursive)
+            .map_err(|e| self.error(&e))?;
+        Ok(iter.map(move |item| {
+            item.map(|(path, node)| TreeEntry { path, node })
+                .map_err(|e| self.error(&e))
+        }))
+    }
+
+    /// Restores the tree below `root` into the existing directory `dest`,
+    /// then gives `dest` itself the root's owner, mode, times and extended
+    /// attributes. Owners are restored by number: names mean nothing
+    /// between a host and the containers that use a volume.
+    pub(crate) fn restore_to_dir(
+        &self,
+        root: &Node,
+        dest: &Path,
+        progress: Arc<TransferProgress>,
+    ) -> Result<()> {
+        let dest_str = dest.to_str().ok_or_else(|| {
+            Error::Other(format!(
+                "restore target {} is not valid UTF-8",
+                dest.display()
+            ))
+        })?;
+        let destination =
+            LocalDestination::new(dest_str, false, false).map_err(|e| self.error(&e))?;
+        let mut options = RestoreOptions::default().numeric_id(true);
+        // The sparse mode's type is not exported; it deserialises from its
+        // variant name.
+        options.sparse = serde_json::from_value(serde_json::json!("ByContent")).ok();
+        let ls = self
+            .repo
+            .ls(root, &self.recursive)
+            .map_err(|e| self.error(&e))?;
+        self.router.route(progress);
+        let plan = self
+            .repo
+            .prepare_restore(&options, ls.clone(), &destination, false)
+            .map_err(|e| self.error(&e))?;
+        let restored = self.repo.restore(plan, &options, ls, &destination);
+        self.router.route(Arc::new(TransferProgress::default()));
+        restored.map_err(|e| self.error(&e))?;
+        crate::fsmeta::apply_root_metadata(dest, root)
+    }
+
+    /// The number of bytes of a file's content, from the index (the size in
+    /// the node's metadata may differ when the file changed while it was
+    /// read).
+    pub(crate) fn content_length(&self, node: &Node) -> Result<u64> {
+        let mut total = 0u64;
+        for id in node.content.iter().flatten() {
+            let entry = self.repo.get_index_entry(id).map_err(|e| self.error(&e))?;
+            total += u64::from(entry.data_length());
+        }
+        Ok(total)
+    }
+
+    /// Opens a file's content for reading at offsets.
+    pub(crate) fn open_file(&self, node: &Node) -> Result<rustic_core::vfs::OpenFile> {
+        self.repo.open_file(node).map_err(|e| self.error(&e))
+    }
+
+    /// Reads up to `length` bytes of a file's content from `offset`.
+    pub(crate) fn read_at(
+        &self,
+        file: &rustic_core::vfs::OpenFile,
+        offset: u64,
+        length: usize,
+    ) -> Result<bytes::Bytes> {
+        let offset = usize::try_from(offset)
+            .map_err(|_| Error::Other("file offset beyond this machine's address space".into()))?;
+        self.repo
+            .read_file_at(file, offset, length)
+            .map_err(|e| self.error(&e))
+    }
+}
+
+/// Counts of a snapshot's tree.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TreeSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub bytes: u64,
+}
+
+/// Holds back snapshot files while an archive runs, so that a snapshot is
+/// published only after the source has been checked. Everything else
+/// (packs, index) goes through at once, in the order the repository format
+/// requires; a held snapshot that is dropped leaves only unreferenced data.
+struct SnapshotGate {
+    inner: Arc<dyn WriteBackend>,
+    held: Mutex<Option<Vec<(Id, bool, rustic_core::BytesList)>>>,
+}
+
+impl SnapshotGate {
+    fn hold(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = Some(Vec::new());
+        }
+    }
+
+    fn release(&self, publish: bool) -> RusticResult<()> {
+        let held = self.held.lock().ok().and_then(|mut h| h.take());
+        if publish {
+            for (id, cacheable, content) in held.into_iter().flatten() {
+                self.inner
+                    .write_bytes(rustic_core::FileType::Snapshot, &id, cacheable, content)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReadBackend for SnapshotGate {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn list_with_size(&self, tpe: rustic_core::FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.inner.list_with_size(tpe)
+    }
+    fn list(&self, tpe: rustic_core::FileType) -> RusticResult<Vec<Id>> {
+        self.inner.list(tpe)
+    }
+    fn read_full(&self, tpe: rustic_core::FileType, id: &Id) -> RusticResult<bytes::Bytes> {
+        self.inner.read_full(tpe, id)
+    }
+    fn read_partial(
+        &self,
+        tpe: rustic_core::FileType,
+        id: &Id,
+        cacheable: bool,
+        offset: u32,
+        length: u32,
+    ) -> RusticResult<bytes::Bytes> {
+        self.inner.read_partial(tpe, id, cacheable, offset, length)
+    }
+    fn warmup_path(&self, tpe: rustic_core::FileType, id: &Id) -> String {
+        self.inner.warmup_path(tpe, id)
+    }
+    fn needs_warm_up(&self) -> bool {
+        self.inner.needs_warm_up()
+    }
+    fn warm_up(&self, tpe: rustic_core::FileType, id: &Id) -> RusticResult<()> {
+        self.inner.warm_up(tpe, id)
+    }
+}
+
+impl WriteBackend for SnapshotGate {
+    fn create(&self) -> RusticResult<()> {
+        self.inner.create()
+    }
+    fn write_bytes(
+        &self,
+        tpe: rustic_core::FileType,
+        id: &Id,
+        cacheable: bool,
+        content: rustic_core::BytesList,
+    ) -> RusticResult<()> {
+        if tpe == rustic_core::FileType::Snapshot
+            && let Ok(mut held) = self.held.lock()
+            && let Some(held) = held.as_mut()
+        {
+            held.push((*id, cacheable, content));
+            return Ok(());
+        }
+        self.inner.write_bytes(tpe, id, cacheable, content)
+    }
+    fn remove(&self, tpe: rustic_core::FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
+        self.inner.remove(tpe, id, cacheable)
+    }
+}
+
+/// Routes the repository library's byte progress to the counters of the
+/// transfer under way.
+#[derive(Debug, Default)]
+struct ProgressRouter {
+    current: Mutex<Arc<TransferProgress>>,
+}
+
+impl ProgressRouter {
+    fn route(&self, progress: Arc<TransferProgress>) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = progress;
+        }
+    }
+}
+
+/// The router as the repository library holds it.
+#[derive(Debug)]
+struct RouterHandle(Arc<ProgressRouter>);
+
+impl ProgressBars for RouterHandle {
+    fn progress(&self, progress_type: ProgressType, _prefix: &str) -> Progress {
+        match progress_type {
+            ProgressType::Bytes => {
+                let target = self.0.current.lock().map(|c| c.clone()).unwrap_or_default();
+                Progress::new(BytesProgress(target))
+            }
+            _ => Progress::hidden(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BytesProgress(Arc<TransferProgress>);
+
+impl RusticProgress for BytesProgress {
+    fn is_hidden(&self) -> bool {
+        false
+    }
+    fn set_length(&self, len: u64) {
+        self.0
+            .bytes_total
+            .store(len, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn set_title(&self, _title: &str) {}
+    fn inc(&self, inc: u64) {
+        self.0
+            .bytes_done
+            .fetch_add(inc, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self) {}
+}

@@ -1,0 +1,576 @@
+//! Restore: a snapshot back into a volume or a bind-mount directory.
+//!
+//! The steps: find the snapshot, check its whole tree before anything is
+//! written, prepare the target (create the volume with its recorded driver,
+//! options and labels, or make sure an existing one is empty), write, and
+//! undo what this restore created when it fails. A non-empty target is
+//! refused unless forced; forcing first snapshots what is about to be
+//! overwritten, so every restore can be undone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::backup::{Reader, ReaderChoice, backup_target};
+use crate::engine::{Engine, EngineVolume, HELPER_MOUNT, HelperSource, MountKind};
+use crate::error::{Error, Result};
+use crate::inventory::{InventoryOptions, discover};
+use crate::progress::TransferProgress;
+use crate::repo::{Repo, SnapshotInfo, TreeSummary};
+use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
+
+/// What to restore where.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    /// A snapshot id (or a unique prefix), or `latest`.
+    pub snapshot: String,
+    /// The volume (name) or bind mount (host path) the snapshot is of.
+    pub target: Option<String>,
+    /// Restore into this volume or directory instead of the original.
+    pub to: Option<String>,
+    /// Overwrite a non-empty target, after snapshotting it.
+    pub force: bool,
+    pub writer: ReaderChoice,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreReport {
+    pub snapshot: SnapshotInfo,
+    pub kind: TargetKind,
+    /// The volume name or directory restored into.
+    pub target: String,
+    pub created_volume: bool,
+    /// The snapshot of the target's previous content, when forced.
+    pub previous_content: Option<SnapshotInfo>,
+    pub writer: Reader,
+    pub tree: TreeSummary,
+    pub seconds: f64,
+}
+
+/// Finds the snapshot a request names. `latest` needs the target; an id may
+/// come without one. When both are given they must agree: restoring the
+/// wrong volume's data because of a typo is worse than an error.
+pub fn resolve_snapshot(
+    snapshots: &[SnapshotInfo],
+    snapshot: &str,
+    target: Option<&str>,
+) -> Result<(SnapshotInfo, TargetSpec)> {
+    let wanted = target.map(|t| {
+        if t.starts_with('/') {
+            (TargetKind::Bind, t.trim_end_matches('/').to_string())
+        } else {
+            (TargetKind::Volume, t.to_string())
+        }
+    });
+    let ours = snapshots
+        .iter()
+        .filter_map(|s| TargetSpec::from_tags(&s.tags).map(|spec| (s, spec)));
+    if snapshot == "latest" {
+        let Some((kind, name)) = wanted else {
+            return Err(Error::BadRequest(
+                "`latest` needs the volume: add --volume NAME".to_string(),
+            ));
+        };
+        return ours
+            .filter(|(_, spec)| {
+                spec.kind == Some(kind)
+                    && spec.name == name
+                    && !spec.extra_tags.iter().any(|t| t == PRE_RESTORE_TAG)
+            })
+            .max_by_key(|(s, _)| s.epoch_seconds())
+            .map(|(s, spec)| (s.clone(), spec))
+            .ok_or_else(|| Error::BadRequest(format!("no snapshot of {name} in the repository")));
+    }
+    let matches: Vec<_> = snapshots
+        .iter()
+        .filter(|s| s.id.starts_with(snapshot))
+        .collect();
+    let found = match matches.as_slice() {
+        [] => {
+            return Err(Error::BadRequest(format!(
+                "no snapshot {snapshot} in the repository"
+            )));
+        }
+        [one] => *one,
+        _ => {
+            return Err(Error::BadRequest(format!(
+                "{snapshot} matches {} snapshots: give more of the id",
+                matches.len()
+            )));
+        }
+    };
+    let spec = TargetSpec::from_tags(&found.tags).ok_or_else(|| {
+        Error::BadRequest(format!(
+            "snapshot {} was not written by lifeboat: restore it with restic",
+            found.short_id
+        ))
+    })?;
+    if let Some((kind, name)) = wanted
+        && (spec.kind != Some(kind) || spec.name != name)
+    {
+        return Err(Error::BadRequest(format!(
+            "snapshot {} is of {}, not of {name}; use --to to restore it elsewhere",
+            found.short_id, spec.name
+        )));
+    }
+    Ok((found.clone(), spec))
+}
+
+/// Where the restored files go.
+enum Destination {
+    Volume { volume: EngineVolume, created: bool },
+    Directory(PathBuf),
+}
+
+/// Restores a snapshot.
+pub async fn restore(
+    engine: &Engine,
+    repo: &Repo,
+    request: &RestoreRequest,
+    progress: Arc<TransferProgress>,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let (snapshot, spec) = {
+        let repo = repo.clone();
+        let request = request.clone();
+        blocking(move || {
+            let snapshots = repo.snapshots()?;
+            resolve_snapshot(&snapshots, &request.snapshot, request.target.as_deref())
+        })
+        .await?
+    };
+    let dest_name = request.to.clone().unwrap_or_else(|| spec.name.clone());
+    let dest_kind = if dest_name.starts_with('/') {
+        TargetKind::Bind
+    } else {
+        TargetKind::Volume
+    };
+
+    // Check the snapshot before touching the target.
+    let tree = {
+        let repo = repo.clone();
+        let snapshot = snapshot.clone();
+        let path = spec.snapshot_path();
+        blocking(move || {
+            let reader = repo.reader()?;
+            let root = reader.root(&snapshot, &path.to_string_lossy())?;
+            reader.check_tree(&root)
+        })
+        .await?
+    };
+
+    refuse_if_running(engine, dest_kind, &dest_name).await?;
+    let destination = prepare(engine, &spec, dest_kind, &dest_name).await?;
+    let created = matches!(destination, Destination::Volume { created: true, .. });
+    let writer = choose_writer(&destination, request.writer)?;
+
+    let outcome = async {
+        let empty = is_empty(engine, &destination, writer).await?;
+        let mut previous_content = None;
+        if !empty {
+            if !request.force {
+                return Err(Error::BadRequest(format!(
+                    "{dest_name} is not empty; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
+                )));
+            }
+            previous_content = Some(snapshot_current(engine, repo, dest_kind, &dest_name).await?);
+            clear(engine, &destination, writer).await?;
+        }
+        write(engine, repo, &snapshot, &spec, &destination, writer, progress).await?;
+        Ok(previous_content)
+    }
+    .await;
+
+    match outcome {
+        Ok(previous_content) => Ok(RestoreReport {
+            snapshot,
+            kind: dest_kind,
+            target: dest_name,
+            created_volume: created,
+            previous_content,
+            writer,
+            tree,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        Err(e) => {
+            if created && let Err(undo) = engine.remove_volume(&dest_name).await {
+                tracing::warn!("could not remove the half-restored volume {dest_name}: {undo}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Other(format!("restore task failed: {e}")))?
+}
+
+/// Restoring under a running container corrupts what it is doing, and what
+/// it does corrupts the restore: refuse.
+async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &str) -> Result<()> {
+    let mount_kind = match kind {
+        TargetKind::Volume => MountKind::Volume,
+        TargetKind::Bind => MountKind::Bind,
+    };
+    let running: Vec<String> = engine
+        .containers()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.running
+                && c.mounts.iter().any(|m| {
+                    m.kind == mount_kind
+                        && match kind {
+                            TargetKind::Volume => m.name.as_deref() == Some(name),
+                            TargetKind::Bind => m.source.as_deref() == Some(name),
+                        }
+                })
+        })
+        .map(|c| c.name)
+        .collect();
+    if running.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{name} is in use by running container{} {}; stop {} before restoring into it",
+            if running.len() == 1 { "" } else { "s" },
+            running.join(", "),
+            if running.len() == 1 { "it" } else { "them" }
+        )))
+    }
+}
+
+async fn prepare(
+    engine: &Engine,
+    spec: &TargetSpec,
+    kind: TargetKind,
+    name: &str,
+) -> Result<Destination> {
+    match kind {
+        TargetKind::Volume => {
+            if let Some(volume) = engine.volume(name).await? {
+                return Ok(Destination::Volume {
+                    volume,
+                    created: false,
+                });
+            }
+            let driver = spec.driver.as_deref().unwrap_or("local");
+            let volume = engine
+                .create_volume(name, driver, &spec.driver_options, &spec.labels)
+                .await?;
+            Ok(Destination::Volume {
+                volume,
+                created: true,
+            })
+        }
+        TargetKind::Bind => {
+            let path = PathBuf::from(name);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(Destination::Directory(path))
+        }
+    }
+}
+
+fn choose_writer(destination: &Destination, choice: ReaderChoice) -> Result<Reader> {
+    let host_path_ok = match destination {
+        Destination::Directory(_) => true,
+        Destination::Volume { volume, .. } => {
+            volume.driver == "local"
+                && volume.options.is_empty()
+                && Path::new(&volume.mountpoint).is_dir()
+        }
+    };
+    match (choice, host_path_ok) {
+        (ReaderChoice::Engine, _) => Ok(Reader::Engine),
+        (ReaderChoice::Host | ReaderChoice::Auto, true) => Ok(Reader::Host),
+        (ReaderChoice::Auto, false) => Ok(Reader::Engine),
+        (ReaderChoice::Host, false) => Err(Error::BadRequest(
+            "the target cannot be written through a host path here; use the engine".to_string(),
+        )),
+    }
+}
+
+fn helper_source(destination: &Destination) -> HelperSource {
+    match destination {
+        Destination::Volume { volume, .. } => HelperSource::Volume(volume.name.clone()),
+        Destination::Directory(path) => HelperSource::Bind(path.display().to_string()),
+    }
+}
+
+fn host_dir(destination: &Destination) -> PathBuf {
+    match destination {
+        Destination::Volume { volume, .. } => PathBuf::from(&volume.mountpoint),
+        Destination::Directory(path) => path.clone(),
+    }
+}
+
+async fn is_empty(engine: &Engine, destination: &Destination, writer: Reader) -> Result<bool> {
+    if writer == Reader::Host {
+        return crate::fsmeta::is_empty_dir(&host_dir(destination));
+    }
+    // Through the engine: the archive of an empty directory holds only the
+    // directory itself.
+    let helper = engine
+        .create_helper(&helper_source(destination), true)
+        .await?;
+    let result = async {
+        let mut stream = Box::pin(engine.download(&helper, &format!("{HELPER_MOUNT}/.")));
+        let mut head = Vec::new();
+        while head.len() < 2048 {
+            match stream.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk?),
+                None => break,
+            }
+        }
+        let mut archive = tar::Archive::new(head.as_slice());
+        let entries = archive
+            .entries()
+            .map_err(|e| Error::Other(format!("reading the target's listing: {e}")))?;
+        let count = entries.take(2).filter(|e| e.is_ok()).count();
+        Ok(count <= 1)
+    }
+    .await;
+    if let Err(e) = engine.remove_helper(&helper).await {
+        tracing::warn!("{e}");
+    }
+    result
+}
+
+async fn snapshot_current(
+    engine: &Engine,
+    repo: &Repo,
+    kind: TargetKind,
+    name: &str,
+) -> Result<SnapshotInfo> {
+    let inventory = discover(
+        engine,
+        InventoryOptions {
+            sizes: false,
+            size_deadline: None,
+        },
+    )
+    .await?;
+    let mount_kind = match kind {
+        TargetKind::Volume => MountKind::Volume,
+        TargetKind::Bind => MountKind::Bind,
+    };
+    let target = inventory
+        .targets
+        .into_iter()
+        .find(|t| t.kind == mount_kind && t.name == name)
+        .unwrap_or_else(|| bare_bind_target(name));
+    let result = backup_target(
+        engine,
+        repo,
+        &target,
+        ReaderChoice::Auto,
+        &[PRE_RESTORE_TAG.to_string()],
+        Arc::new(TransferProgress::default()),
+    )
+    .await;
+    match (result.snapshot, result.error) {
+        (Some(s), None) => Ok(s),
+        (_, error) => Err(Error::Other(format!(
+            "not overwriting {name}: snapshotting its current content failed: {}",
+            error.unwrap_or_default()
+        ))),
+    }
+}
+
+/// A directory that no container binds (restore `--to /some/dir`).
+fn bare_bind_target(path: &str) -> crate::inventory::Target {
+    crate::inventory::Target {
+        kind: MountKind::Bind,
+        name: path.to_string(),
+        driver: None,
+        driver_options: Default::default(),
+        labels: Default::default(),
+        host_path: Some(path.to_string()),
+        anonymous: false,
+        unused: true,
+        users: Vec::new(),
+        holds: crate::inventory::Content::Files,
+        size: crate::inventory::Size::Pending,
+        tmpfs_limit: None,
+        last_snapshot: None,
+        snapshot_count: 0,
+        created_at: None,
+    }
+}
+
+async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Result<()> {
+    if writer == Reader::Host {
+        let dir = host_dir(destination);
+        return blocking(move || crate::fsmeta::clear_dir(&dir)).await;
+    }
+    // The engine can write into a volume but not delete from it: recreate
+    // the volume, which only works while no container references it.
+    let Destination::Volume { volume, .. } = destination else {
+        return Err(Error::BadRequest(
+            "a non-empty directory can only be overwritten through a host path".to_string(),
+        ));
+    };
+    engine.remove_volume(&volume.name).await.map_err(|e| {
+        Error::BadRequest(format!(
+            "{} cannot be emptied through the engine while containers reference it ({e}); restore into a new volume with --to NAME",
+            volume.name
+        ))
+    })?;
+    engine
+        .create_volume(
+            &volume.name,
+            &volume.driver,
+            &volume.options,
+            &volume.labels,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn write(
+    engine: &Engine,
+    repo: &Repo,
+    snapshot: &SnapshotInfo,
+    spec: &TargetSpec,
+    destination: &Destination,
+    writer: Reader,
+    progress: Arc<TransferProgress>,
+) -> Result<()> {
+    let path = spec.snapshot_path().to_string_lossy().to_string();
+    match writer {
+        Reader::Host => {
+            let dir = host_dir(destination);
+            let repo = repo.clone();
+            let snapshot = snapshot.clone();
+            blocking(move || {
+                let reader = repo.reader()?;
+                let root = reader.root(&snapshot, &path)?;
+                reader.restore_to_dir(&root, &dir, progress)
+            })
+            .await
+        }
+        Reader::Engine => {
+            let helper = engine
+                .create_helper(&helper_source(destination), false)
+                .await?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+            let producer = {
+                let repo = repo.clone();
+                let snapshot = snapshot.clone();
+                let progress = progress.clone();
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    let reader = repo.reader()?;
+                    let root = reader.root(&snapshot, &path)?;
+                    let out = crate::tarball::ChannelWriter::new(tx, progress.clone());
+                    crate::tarball::write_tree(&reader, &root, out, &progress)
+                })
+            };
+            let stream = tokio_stream_from(rx);
+            let uploaded = engine.upload(&helper, HELPER_MOUNT, stream).await;
+            let produced = producer
+                .await
+                .map_err(|e| Error::Other(format!("restore task failed: {e}")))?;
+            if let Err(e) = engine.remove_helper(&helper).await {
+                tracing::warn!("{e}");
+            }
+            // The producer's error says why first (a repository problem);
+            // the upload's says what the engine saw.
+            produced?;
+            uploaded
+        }
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, tags: &[&str], time: &str) -> SnapshotInfo {
+        let mut file = rustic_core::repofile::SnapshotFile::default();
+        file.time = time.parse().expect("time");
+        SnapshotInfo {
+            id: id.into(),
+            short_id: id[..8.min(id.len())].into(),
+            time: time.into(),
+            hostname: "h".into(),
+            paths: vec![],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            files: None,
+            bytes: None,
+            description: None,
+            file,
+        }
+    }
+
+    #[test]
+    fn latest_picks_the_newest_snapshot_of_the_volume() {
+        let snaps = [
+            snap(
+                "aaaa1111",
+                &["lifeboat", "volume=db"],
+                "2026-01-01T00:00:00+00:00[UTC]",
+            ),
+            snap(
+                "bbbb2222",
+                &["lifeboat", "volume=db"],
+                "2026-01-02T00:00:00+00:00[UTC]",
+            ),
+            snap(
+                "cccc3333",
+                &["lifeboat", "volume=db", "pre-restore"],
+                "2026-01-03T00:00:00+00:00[UTC]",
+            ),
+            snap(
+                "dddd4444",
+                &["lifeboat", "volume=web"],
+                "2026-01-04T00:00:00+00:00[UTC]",
+            ),
+        ];
+        let (s, spec) = resolve_snapshot(&snaps, "latest", Some("db")).expect("found");
+        assert_eq!(s.id, "bbbb2222");
+        assert_eq!(spec.name, "db");
+        assert!(resolve_snapshot(&snaps, "latest", None).is_err());
+        assert!(resolve_snapshot(&snaps, "latest", Some("nope")).is_err());
+    }
+
+    #[test]
+    fn ids_must_be_unique_and_match_the_volume() {
+        let snaps = [
+            snap(
+                "abcd1111",
+                &["lifeboat", "volume=db"],
+                "2026-01-01T00:00:00+00:00[UTC]",
+            ),
+            snap(
+                "abcd2222",
+                &["lifeboat", "volume=web"],
+                "2026-01-02T00:00:00+00:00[UTC]",
+            ),
+            snap(
+                "ffff0000",
+                &["restic-only"],
+                "2026-01-02T00:00:00+00:00[UTC]",
+            ),
+        ];
+        assert!(resolve_snapshot(&snaps, "abcd", None).is_err());
+        let (s, _) = resolve_snapshot(&snaps, "abcd1", None).expect("found");
+        assert_eq!(s.id, "abcd1111");
+        let err = resolve_snapshot(&snaps, "abcd1", Some("web")).expect_err("mismatch");
+        assert!(err.to_string().contains("--to"), "{err}");
+        let err = resolve_snapshot(&snaps, "ffff", None).expect_err("foreign");
+        assert!(err.to_string().contains("restic"), "{err}");
+    }
+}

@@ -1,0 +1,832 @@
+//! What a backup reads: a volume's files, either straight from the host path
+//! or from the engine's archive stream.
+//!
+//! Both sources hand the repository a tree of entries. Both record every
+//! problem they meet in a [`ReadLog`]: the repository library only logs read
+//! errors and leaves the file out, so the backup consults the log before it
+//! lets a snapshot be written. A failed read must never produce a snapshot
+//! that looks complete.
+
+use std::ffi::OsString;
+use std::io::{Read, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use bytes::Bytes;
+use rustic_core::repofile::Node;
+use rustic_core::{
+    ErrorKind, LocalSource, LocalSourceSaveOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
+    RusticError, RusticResult,
+};
+
+use crate::node::{Kind, TarMeta, node_from_tar, parse_pax_time};
+use crate::progress::TransferProgress;
+
+/// Files up to this size are held in memory between the archive stream and
+/// the chunker; larger ones go to an unlinked spool file.
+const MEMORY_LIMIT: u64 = 4 << 20;
+
+/// How many parsed entries may wait for the chunker.
+const QUEUE_DEPTH: usize = 16;
+
+/// Problems met while reading a source.
+#[derive(Debug, Default)]
+pub(crate) struct ReadLog {
+    /// Reasons the snapshot must not be written.
+    pub(crate) fatal: Vec<String>,
+    /// Files that vanished between listing and reading: not an error for a
+    /// live volume, but reported.
+    pub(crate) vanished: Vec<String>,
+}
+
+pub(crate) type SharedLog = Arc<Mutex<ReadLog>>;
+
+fn record_fatal(log: &SharedLog, message: String) {
+    if let Ok(mut log) = log.lock() {
+        log.fatal.push(message);
+    }
+}
+
+fn io_error_of(err: &RusticError) -> Option<&std::io::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// A reader that records its errors and counts its bytes.
+pub(crate) struct CheckedReader<R> {
+    inner: R,
+    path: PathBuf,
+    log: SharedLog,
+}
+
+impl<R: Read> Read for CheckedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            record_fatal(&self.log, format!("{}: {e}", self.path.display()));
+        })
+    }
+}
+
+/// Opens a file of the wrapped source, recording failures.
+pub(crate) struct CheckedOpen<O> {
+    inner: O,
+    path: PathBuf,
+    log: SharedLog,
+    progress: Arc<TransferProgress>,
+}
+
+impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
+    type Reader = CheckedReader<O::Reader>;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+        match self.inner.open() {
+            Ok(inner) => Ok(CheckedReader {
+                inner,
+                path: self.path,
+                log: self.log,
+            }),
+            Err(err) => {
+                let vanished =
+                    io_error_of(&err).is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                if let Ok(mut log) = self.log.lock() {
+                    if vanished {
+                        log.vanished.push(self.path.display().to_string());
+                    } else {
+                        log.fatal.push(format!(
+                            "{}: {}",
+                            self.path.display(),
+                            io_error_of(&err)
+                                .map_or_else(|| err.display_log(), ToString::to_string)
+                        ));
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// A volume read straight from its host path.
+pub(crate) struct HostSource {
+    inner: LocalSource,
+    root: PathBuf,
+    root_name: OsString,
+    log: SharedLog,
+    progress: Arc<TransferProgress>,
+}
+
+impl HostSource {
+    /// `root` is the directory to read; `root_name` the name its own node
+    /// gets in the snapshot (the last part of the snapshot path).
+    pub(crate) fn new(
+        root: &Path,
+        root_name: OsString,
+        log: SharedLog,
+        progress: Arc<TransferProgress>,
+    ) -> RusticResult<Self> {
+        let inner = LocalSource::new(
+            LocalSourceSaveOptions::default(),
+            &rustic_core::Excludes::default(),
+            &rustic_core::LocalSourceFilterOptions::default(),
+            &[root],
+        )?;
+        Ok(Self {
+            inner,
+            root: root.to_path_buf(),
+            root_name,
+            log,
+            progress,
+        })
+    }
+
+    /// The node of the root directory itself. The walker of the repository
+    /// library skips it, but its owner and mode matter: a PostgreSQL data
+    /// directory that comes back as root:root 0755 does not start.
+    fn root_entry(&self) -> RusticResult<ReadSourceEntry<<LocalSource as ReadSource>::Open>> {
+        let walk_error = |detail: String| {
+            RusticError::new(
+                ErrorKind::InputOutput,
+                "Failed to read the metadata of `{path}`: {detail}",
+            )
+            .attach_context("path", self.root.display().to_string())
+            .attach_context("detail", detail)
+        };
+        let dir_entry = ignore::WalkBuilder::new(&self.root)
+            .max_depth(Some(0))
+            .standard_filters(false)
+            .build()
+            .next()
+            .ok_or_else(|| walk_error("no entry".to_string()))?
+            .map_err(|e| walk_error(e.to_string()))?;
+        let entry = LocalSourceSaveOptions::default()
+            .map_entry(dir_entry)
+            .map_err(|e| walk_error(e.to_string()))?;
+        Ok(ReadSourceEntry {
+            path: entry.path,
+            node: Node::new_node(&self.root_name, entry.node.node_type, entry.node.meta),
+            open: None,
+        })
+    }
+}
+
+type HostOpen = CheckedOpen<<LocalSource as ReadSource>::Open>;
+
+impl ReadSource for HostSource {
+    type Open = HostOpen;
+    type Iter = Box<dyn Iterator<Item = RusticResult<ReadSourceEntry<HostOpen>>> + Send>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        let size = self.inner.size()?;
+        if let Some(size) = size {
+            self.progress.bytes_total.store(size, Ordering::Relaxed);
+        }
+        Ok(size)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let log = self.log.clone();
+        let progress = self.progress.clone();
+        let root = self.root_entry().map_err(|err| {
+            record_fatal(&log, err.display_log());
+            err
+        });
+        let rest = self.inner.entries().map(move |entry| match entry {
+            Ok(ReadSourceEntry { path, node, open }) => Ok(ReadSourceEntry {
+                open: open.map(|inner| CheckedOpen {
+                    inner,
+                    path: path.clone(),
+                    log: log.clone(),
+                    progress: progress.clone(),
+                }),
+                path,
+                node,
+            }),
+            Err(err) => {
+                record_fatal(&log, err.display_log());
+                Err(err)
+            }
+        });
+        let root = std::iter::once(root.map(|e| ReadSourceEntry {
+            path: e.path,
+            node: e.node,
+            open: None,
+        }));
+        Box::new(root.chain(rest))
+    }
+}
+
+/// File content taken out of the archive stream.
+pub(crate) enum Payload {
+    Memory(Bytes),
+    Spooled(std::fs::File),
+}
+
+/// Reads a [`Payload`].
+pub(crate) enum PayloadReader {
+    Memory(bytes::buf::Reader<Bytes>),
+    Spooled(std::io::BufReader<std::fs::File>),
+}
+
+impl Read for PayloadReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Memory(r) => r.read(buf),
+            Self::Spooled(r) => r.read(buf),
+        }
+    }
+}
+
+impl ReadSourceOpen for Payload {
+    type Reader = PayloadReader;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        Ok(match self {
+            Self::Memory(b) => PayloadReader::Memory(bytes::Buf::reader(b)),
+            Self::Spooled(f) => PayloadReader::Spooled(std::io::BufReader::new(f)),
+        })
+    }
+}
+
+type ArchiveItem = RusticResult<ReadSourceEntry<Payload>>;
+
+/// A volume read from the engine's archive stream.
+///
+/// A parser thread turns the tar stream into entries. The repository library
+/// reads one entry ahead of the one it archives, so each file's content is
+/// taken out of the stream before the next header is read: small files into
+/// memory, large ones into an unlinked spool file. Memory stays bounded by
+/// `QUEUE_DEPTH × MEMORY_LIMIT` whatever the volume holds.
+pub(crate) struct ArchiveSource {
+    entries: Mutex<Option<mpsc::Receiver<ArchiveItem>>>,
+    size: Option<u64>,
+}
+
+/// Fetches the content of one file again, for hard links: the archive
+/// stream carries a link's content only once, under its first name.
+pub(crate) type Refetch = Box<dyn Fn(&[u8]) -> std::io::Result<Payload> + Send>;
+
+impl ArchiveSource {
+    /// Starts parsing `stream`; entries are named below `base`, the root gets
+    /// `root_name`.
+    pub(crate) fn start(
+        stream: Box<dyn Read + Send>,
+        base: PathBuf,
+        root_name: OsString,
+        spool_dir: PathBuf,
+        refetch: Refetch,
+        log: SharedLog,
+        progress: Arc<TransferProgress>,
+        size: Option<u64>,
+    ) -> Self {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let parser = TarParser {
+            base,
+            root_name,
+            spool_dir,
+            refetch,
+            log,
+            progress,
+            previous: None,
+            regular_files: std::collections::HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("lifeboat-archive".into())
+            .spawn(move || parser.run(stream, &tx))
+            .ok();
+        Self {
+            entries: Mutex::new(Some(rx)),
+            size,
+        }
+    }
+}
+
+impl ReadSource for ArchiveSource {
+    type Open = Payload;
+    type Iter = Box<dyn Iterator<Item = ArchiveItem> + Send>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        Ok(self.size)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let rx = self.entries.lock().ok().and_then(|mut e| e.take());
+        match rx {
+            Some(rx) => Box::new(rx.into_iter()),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+/// A blocking reader over a channel of byte chunks, which remembers whether
+/// it reached the end of the stream.
+pub(crate) struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+    eof: Arc<AtomicBool>,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(
+        rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    ) -> (Self, Arc<AtomicBool>) {
+        let eof = Arc::new(AtomicBool::new(false));
+        (
+            Self {
+                rx,
+                current: Bytes::new(),
+                eof: eof.clone(),
+            },
+            eof,
+        )
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => {
+                    self.eof.store(true, Ordering::Relaxed);
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
+/// Tracks whether the underlying stream hit its end before the archive's
+/// end marker: a clean-looking but truncated archive.
+struct EofWatch<R> {
+    inner: R,
+    eof: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+struct TarParser {
+    base: PathBuf,
+    root_name: OsString,
+    spool_dir: PathBuf,
+    refetch: Refetch,
+    log: SharedLog,
+    progress: Arc<TransferProgress>,
+    /// The previous entry's components, to check tree order.
+    previous: Option<Vec<Vec<u8>>>,
+    /// Regular files seen so far, by path, with the inode number given to
+    /// them; hard links must point at one of these.
+    regular_files: std::collections::HashMap<Vec<u8>, u64>,
+}
+
+/// Why an archive entry is refused.
+fn hostile(path: &[u8], why: &str) -> String {
+    format!(
+        "refused archive entry {:?}: {why}",
+        String::from_utf8_lossy(path)
+    )
+}
+
+/// Splits an archive path into its components, refusing anything that
+/// could leave the volume. `Ok(vec![])` is the root itself.
+pub(crate) fn archive_components(path: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if path.first() == Some(&b'/') {
+        return Err(hostile(path, "absolute path"));
+    }
+    let mut parts = Vec::new();
+    for part in path.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err(hostile(path, "parent directory component")),
+            p if p.contains(&0) => return Err(hostile(path, "NUL byte in name")),
+            p => parts.push(p.to_vec()),
+        }
+    }
+    Ok(parts)
+}
+
+impl TarParser {
+    fn run(mut self, stream: Box<dyn Read + Send>, tx: &mpsc::SyncSender<ArchiveItem>) {
+        let eof = Arc::new(AtomicBool::new(false));
+        let reader = EofWatch {
+            inner: stream,
+            eof: eof.clone(),
+        };
+        let mut archive = tar::Archive::new(reader);
+        let entries = match archive.entries() {
+            Ok(e) => e,
+            Err(e) => return self.fail(tx, format!("reading the archive stream: {e}")),
+        };
+        let mut inode = 0u64;
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => return self.fail(tx, format!("reading the archive stream: {e}")),
+            };
+            inode += 1;
+            match self.convert(entry, inode) {
+                Ok(Some(item)) => {
+                    if tx.send(Ok(item)).is_err() {
+                        // The backup stopped reading: nothing more to do.
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(message) => return self.fail(tx, message),
+            }
+        }
+        if eof.load(Ordering::Relaxed) {
+            self.fail(
+                tx,
+                "the archive stream ended before its end marker (truncated)".to_string(),
+            );
+        }
+    }
+
+    fn fail(&self, tx: &mpsc::SyncSender<ArchiveItem>, message: String) {
+        record_fatal(&self.log, message.clone());
+        let _ = tx.send(Err(RusticError::new(ErrorKind::InputOutput, message)));
+    }
+
+    fn convert(
+        &mut self,
+        mut entry: tar::Entry<'_, impl Read>,
+        inode: u64,
+    ) -> Result<Option<ReadSourceEntry<Payload>>, String> {
+        let raw_path = entry.path_bytes().into_owned();
+        let parts = archive_components(&raw_path)?;
+        let header = entry.header().clone();
+        let entry_type = header.entry_type();
+        let kind = match entry_type {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Link => {
+                Kind::File
+            }
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink,
+            tar::EntryType::Char => Kind::CharDevice,
+            tar::EntryType::Block => Kind::BlockDevice,
+            tar::EntryType::Fifo => Kind::Fifo,
+            // Headers that describe other entries are folded in by the tar
+            // reader; anything else is not a file.
+            _ => return Ok(None),
+        };
+        if parts.is_empty() && kind != Kind::Dir {
+            return Err(hostile(
+                &raw_path,
+                "the root of the volume is not a directory",
+            ));
+        }
+        if let Some(previous) = &self.previous
+            && parts <= *previous
+        {
+            return Err(hostile(
+                &raw_path,
+                "out of order (the archive is not a sorted tree walk)",
+            ));
+        }
+        self.previous = Some(parts.clone());
+
+        let mut meta = TarMeta {
+            mode: header
+                .mode()
+                .map_err(|e| hostile(&raw_path, &e.to_string()))?,
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            user: header
+                .username()
+                .ok()
+                .flatten()
+                .map(str::to_string)
+                .filter(|s| !s.is_empty()),
+            group: header
+                .groupname()
+                .ok()
+                .flatten()
+                .map(str::to_string)
+                .filter(|s| !s.is_empty()),
+            size: entry.size(),
+            mtime: header
+                .mtime()
+                .ok()
+                .and_then(|t| rustic_core::jiff::Timestamp::from_second(t as i64).ok()),
+            link_target: entry.link_name_bytes().map(|l| l.into_owned()),
+            device: match (header.device_major(), header.device_minor()) {
+                (Ok(Some(ma)), Ok(Some(mi))) => Some((u64::from(ma), u64::from(mi))),
+                _ => None,
+            },
+            ..Default::default()
+        };
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                let (Ok(key), value) = (ext.key(), ext.value_bytes()) else {
+                    continue;
+                };
+                let text = std::str::from_utf8(value).unwrap_or_default();
+                match key {
+                    "mtime" => meta.mtime = parse_pax_time(text).or(meta.mtime),
+                    "atime" => meta.atime = parse_pax_time(text),
+                    "ctime" => meta.ctime = parse_pax_time(text),
+                    k if k.starts_with("SCHILY.xattr.") => meta.xattrs.push((
+                        k.trim_start_matches("SCHILY.xattr.").to_string(),
+                        value.to_vec(),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+
+        let path = parts.iter().fold(self.base.clone(), |p, c| {
+            p.join(std::ffi::OsStr::from_bytes(c))
+        });
+        let name: OsString = match parts.last() {
+            Some(last) => std::ffi::OsStr::from_bytes(last).to_os_string(),
+            None => self.root_name.clone(),
+        };
+        let joined = parts.join(&b'/');
+
+        let (mut node, open) = match entry_type {
+            tar::EntryType::Link => {
+                let target = meta.link_target.clone().unwrap_or_default();
+                let target_parts = archive_components(&target)?;
+                let target_key = target_parts.join(&b'/');
+                let Some(&target_inode) = self.regular_files.get(&target_key) else {
+                    return Err(hostile(
+                        &raw_path,
+                        &format!(
+                            "hard link to {:?}, which is not a file earlier in the volume",
+                            String::from_utf8_lossy(&target)
+                        ),
+                    ));
+                };
+                let payload = (self.refetch)(&target_key).map_err(|e| {
+                    format!(
+                        "reading {:?} again for its hard link {:?}: {e}",
+                        String::from_utf8_lossy(&target_key),
+                        String::from_utf8_lossy(&joined)
+                    )
+                })?;
+                meta.size = payload_len(&payload);
+                let mut node = node_from_tar(&name, Kind::File, &meta);
+                node.meta.inode = target_inode;
+                (node, Some(payload))
+            }
+            _ if kind == Kind::File => {
+                let payload = self.take_content(&mut entry).map_err(|e| {
+                    format!(
+                        "reading {:?} from the archive stream: {e}",
+                        String::from_utf8_lossy(&joined)
+                    )
+                })?;
+                self.regular_files.insert(joined, inode);
+                let mut node = node_from_tar(&name, Kind::File, &meta);
+                node.meta.inode = inode;
+                (node, Some(payload))
+            }
+            _ => (node_from_tar(&name, kind, &meta), None),
+        };
+        if kind == Kind::File {
+            // The archive does not say which files will be linked later on,
+            // so every file is a possible link: all carry a device and an
+            // inode number and a link count above one, and restore links
+            // exactly those that share an inode number. The recorded count
+            // is therefore not st_nlink for this reader.
+            node.meta.device_id = 1;
+            node.meta.links = 2;
+        }
+        Ok(Some(ReadSourceEntry { path, node, open }))
+    }
+
+    fn take_content(&self, entry: &mut impl Read) -> std::io::Result<Payload> {
+        read_payload(entry, &self.spool_dir, &self.progress)
+    }
+}
+
+fn payload_len(p: &Payload) -> u64 {
+    match p {
+        Payload::Memory(b) => b.len() as u64,
+        Payload::Spooled(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+    }
+}
+
+/// Takes one file's content out of a stream: into memory when small, into
+/// an unlinked spool file otherwise.
+pub(crate) fn read_payload(
+    r: &mut impl Read,
+    spool_dir: &Path,
+    progress: &TransferProgress,
+) -> std::io::Result<Payload> {
+    let mut head = Vec::new();
+    r.by_ref().take(MEMORY_LIMIT + 1).read_to_end(&mut head)?;
+    progress
+        .bytes_read
+        .fetch_add(head.len() as u64, Ordering::Relaxed);
+    if head.len() as u64 <= MEMORY_LIMIT {
+        return Ok(Payload::Memory(Bytes::from(head)));
+    }
+    std::fs::create_dir_all(spool_dir)?;
+    let mut file = tempfile::tempfile_in(spool_dir)?;
+    file.write_all(&head)?;
+    let mut counted = CountingWriter {
+        inner: &mut file,
+        counter: &progress.bytes_read,
+    };
+    std::io::copy(r, &mut counted)?;
+    file.rewind()?;
+    Ok(Payload::Spooled(file))
+}
+
+struct CountingWriter<'a, W> {
+    inner: W,
+    counter: &'a AtomicU64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(tar_bytes: Vec<u8>) -> (Vec<ArchiveItem>, ReadLog) {
+        let log = SharedLog::default();
+        let source = ArchiveSource::start(
+            Box::new(std::io::Cursor::new(tar_bytes)),
+            PathBuf::from("/base"),
+            OsString::from("vol"),
+            std::env::temp_dir(),
+            Box::new(|_| Err(std::io::Error::other("no refetch in tests"))),
+            log.clone(),
+            Arc::new(TransferProgress::default()),
+            None,
+        );
+        let items: Vec<_> = source.entries().collect();
+        let log = std::mem::take(&mut *log.lock().expect("log lock"));
+        (items, log)
+    }
+
+    fn raw_header(name: &[u8], kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        // set_path refuses `..`; write the raw name field as a hostile
+        // archive would.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        h
+    }
+
+    fn archive(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let h = raw_header(name, *kind, data.len() as u64);
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("finish")
+    }
+
+    #[test]
+    fn archive_entries_become_a_tree() {
+        let (items, log) = parse(archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./a", tar::EntryType::Regular, b"hello"),
+            (b"./d/", tar::EntryType::Directory, b""),
+            (b"./d/b", tar::EntryType::Regular, b""),
+        ]));
+        assert!(log.fatal.is_empty(), "{:?}", log.fatal);
+        let paths: Vec<_> = items
+            .iter()
+            .map(|i| i.as_ref().expect("entry").path.clone())
+            .collect();
+        assert_eq!(
+            paths,
+            ["/base", "/base/a", "/base/d", "/base/d/b"].map(PathBuf::from)
+        );
+        let root = items[0].as_ref().expect("root");
+        assert_eq!(root.node.name, "vol");
+        assert!(root.node.is_dir());
+        let a = items[1].as_ref().expect("a");
+        assert_eq!(a.node.meta.size, 5);
+    }
+
+    #[test]
+    fn parent_components_are_refused() {
+        let (items, log) = parse(archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"../evil", tar::EntryType::Regular, b"x"),
+        ]));
+        assert!(items.iter().any(Result::is_err));
+        assert!(log.fatal[0].contains("parent directory"), "{:?}", log.fatal);
+    }
+
+    #[test]
+    fn absolute_paths_are_refused() {
+        let (_, log) = parse(archive(&[(b"/etc/passwd", tar::EntryType::Regular, b"x")]));
+        assert!(log.fatal[0].contains("absolute"), "{:?}", log.fatal);
+    }
+
+    #[test]
+    fn hard_links_out_of_the_volume_are_refused() {
+        let (_, log) = parse(archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./a", tar::EntryType::Regular, b"x"),
+        ]));
+        assert!(log.fatal.is_empty());
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&raw_header(b"./", tar::EntryType::Directory, 0), &b""[..])
+            .expect("append");
+        let mut link = raw_header(b"./l", tar::EntryType::Link, 0);
+        link.set_link_name("../../etc/shadow").ok();
+        link.as_old_mut().linkname[..16].copy_from_slice(b"../../etc/shadow");
+        link.set_cksum();
+        b.append(&link, &b""[..]).expect("append");
+        let (_, log) = parse(b.into_inner().expect("finish"));
+        assert!(log.fatal[0].contains("parent directory"), "{:?}", log.fatal);
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error() {
+        let mut bytes = archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./a", tar::EntryType::Regular, b"hello"),
+        ]);
+        // Cut off the end-of-archive marker.
+        bytes.truncate(bytes.len() - 1024);
+        let (_, log) = parse(bytes);
+        assert!(
+            log.fatal.iter().any(|m| m.contains("truncated")),
+            "{:?}",
+            log.fatal
+        );
+    }
+
+    #[test]
+    fn content_cut_mid_file_is_an_error() {
+        let mut bytes = archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./a", tar::EntryType::Regular, &[7u8; 3000]),
+        ]);
+        bytes.truncate(512 * 3);
+        let (_, log) = parse(bytes);
+        assert!(!log.fatal.is_empty());
+    }
+
+    #[test]
+    fn large_files_are_spooled_not_held() {
+        let big = vec![1u8; (MEMORY_LIMIT + 10) as usize];
+        let payload = read_payload(
+            &mut std::io::Cursor::new(big.clone()),
+            &std::env::temp_dir(),
+            &TransferProgress::default(),
+        )
+        .expect("payload");
+        assert!(matches!(payload, Payload::Spooled(_)));
+        let mut back = Vec::new();
+        payload
+            .open()
+            .expect("open")
+            .read_to_end(&mut back)
+            .expect("read");
+        assert_eq!(back, big);
+    }
+
+    #[test]
+    fn out_of_order_archives_are_refused() {
+        let (_, log) = parse(archive(&[
+            (b"./", tar::EntryType::Directory, b""),
+            (b"./b", tar::EntryType::Regular, b""),
+            (b"./a", tar::EntryType::Regular, b""),
+        ]));
+        assert!(log.fatal[0].contains("out of order"), "{:?}", log.fatal);
+    }
+}

@@ -14,13 +14,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::engine::{Engine, HELPER_MOUNT, HelperSource, MountKind};
+use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{Inventory, Target};
 use crate::progress::TransferProgress;
 use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
 use crate::source::{
-    ArchiveSource, ChunkReader, HostSource, Payload, ReadLog, SharedLog, read_payload,
+    ArchiveInput, ArchiveSource, ChunkReader, HostSource, Payload, ReadLog, SharedLog, read_payload,
 };
 
 /// How many chunks of an archive stream may wait for the parser.
@@ -225,22 +225,17 @@ async fn run(
                 MountKind::Bind => HelperSource::Bind(target.name.clone()),
                 _ => HelperSource::Volume(target.name.clone()),
             };
-            let helper = engine.create_helper(&source, true).await?;
-            let archived = archive_from_engine(
+            archive_from_engine(
                 engine,
                 repo,
-                &helper,
+                &source,
                 request,
                 root_name,
                 log.clone(),
                 progress,
                 target_size(target),
             )
-            .await;
-            if let Err(e) = engine.remove_helper(&helper).await {
-                tracing::warn!("{e}");
-            }
-            archived
+            .await
         }
     };
     if let Ok(log) = log.lock() {
@@ -272,7 +267,7 @@ fn verdict(log: &SharedLog) -> std::result::Result<(), String> {
 }
 
 /// Streams a helper's archive into a blocking reader.
-fn stream_reader(engine: &Engine, helper: &crate::engine::Helper, path: &str) -> ChunkReader {
+fn stream_reader(engine: &Engine, helper: &Helper, path: &str) -> ChunkReader {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(STREAM_CHUNKS);
     let mut stream = Box::pin(engine.download(helper, path));
     tokio::spawn(async move {
@@ -291,19 +286,22 @@ fn stream_reader(engine: &Engine, helper: &crate::engine::Helper, path: &str) ->
 async fn archive_from_engine(
     engine: &Engine,
     repo: &Repo,
-    helper: &crate::engine::Helper,
+    source: &HelperSource,
     request: ArchiveRequest,
     root_name: OsString,
     log: SharedLog,
     progress: Arc<TransferProgress>,
     size: Option<u64>,
 ) -> Result<SnapshotInfo> {
+    let helper = engine.create_helper(source, true).await?;
     let base = PathBuf::from(HELPER_MOUNT);
-    let reader = stream_reader(engine, helper, &format!("{HELPER_MOUNT}/."));
+    let reader = stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
     let spool = repo.settings().cache_dir.join("spool");
+    let link_helper = Arc::new(std::sync::Mutex::new(None));
     let refetch = refetcher(
         engine.clone(),
-        helper.id.clone(),
+        source.clone(),
+        link_helper.clone(),
         spool.clone(),
         progress.clone(),
     );
@@ -312,27 +310,36 @@ async fn archive_from_engine(
         ..request
     };
     let repo = repo.clone();
-    tokio::task::spawn_blocking(move || {
-        let source = ArchiveSource::start(
-            Box::new(reader),
+    let archived = tokio::task::spawn_blocking(move || {
+        let input = ArchiveInput {
+            stream: Box::new(reader),
             base,
             root_name,
-            spool,
+            spool_dir: spool,
             refetch,
-            log.clone(),
-            progress,
-            size,
-        );
+        };
+        let source = ArchiveSource::start(input, log.clone(), progress, size);
         repo.archive(&source, &request, || verdict(&log))
     })
     .await
-    .map_err(|e| Error::Other(format!("backup task failed: {e}")))?
+    .map_err(|e| Error::Other(format!("backup task failed: {e}")));
+    let link_helper = link_helper.lock().ok().and_then(|mut h| h.take());
+    for h in std::iter::once(helper).chain(link_helper) {
+        if let Err(e) = engine.remove_helper(&h).await {
+            tracing::warn!("{e}");
+        }
+    }
+    archived?
 }
 
-/// Reads one file of the helper again (the content behind a hard link).
+/// Reads the content behind a hard link again. The engine holds a
+/// container's lock for as long as one of its archive streams is open, so
+/// this goes through a second helper, created on the first link met and
+/// kept in `slot` for the caller to remove.
 fn refetcher(
     engine: Engine,
-    helper_id: String,
+    source: HelperSource,
+    slot: Arc<std::sync::Mutex<Option<Helper>>>,
     spool: PathBuf,
     progress: Arc<TransferProgress>,
 ) -> crate::source::Refetch {
@@ -343,13 +350,22 @@ fn refetcher(
                 "hard links to names that are not UTF-8 cannot be read through the engine",
             )
         })?;
-        let helper = crate::engine::Helper {
-            id: helper_id.clone(),
+        let mut helper = slot
+            .lock()
+            .map_err(|_| std::io::Error::other("link reader poisoned"))?;
+        if helper.is_none() {
+            let created = handle
+                .block_on(engine.create_helper(&source, true))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            *helper = Some(created);
+        }
+        let Some(helper) = helper.as_ref() else {
+            return Err(std::io::Error::other("no helper for hard links"));
         };
         let path = format!("{HELPER_MOUNT}/{relative}");
         let reader = {
             let _entered = handle.enter();
-            stream_reader(&engine, &helper, &path)
+            stream_reader(&engine, helper, &path)
         };
         let mut archive = tar::Archive::new(reader);
         let mut entries = archive.entries()?;

@@ -277,8 +277,10 @@ impl Engine {
             HelperSource::Volume(name) => (MountType::VOLUME, name.clone()),
             HelperSource::Bind(path) => (MountType::BIND, path.clone()),
         };
+        // The label names what the helper serves, so a leftover one can be
+        // traced to its volume.
         let mut labels = std::collections::HashMap::new();
-        labels.insert(HELPER_LABEL.to_string(), "true".to_string());
+        labels.insert(HELPER_LABEL.to_string(), source.to_string());
         let body = ContainerCreateBody {
             image: Some(HELPER_IMAGE.to_string()),
             cmd: Some(vec!["/lifeboat-helper-is-never-started".to_string()]),

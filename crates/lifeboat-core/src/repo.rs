@@ -212,6 +212,8 @@ pub struct Repo {
     router: Arc<ProgressRouter>,
     /// Archives run one at a time: the snapshot gate holds one at a time.
     archiving: Arc<Mutex<()>>,
+    /// The shared lock held while the repository is in use.
+    _lock: Option<Arc<crate::lock::LockGuard>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -303,10 +305,19 @@ impl Repo {
         let base = Repository::new_with_progress(&options, &backends, RouterHandle(router.clone()))
             .map_err(|e| settings.repo_error(&e))?;
         let open = open(base.clone()).map_err(|e| settings.repo_error(&e))?;
+        let key = open.key();
+        let lock = match settings.local_path() {
+            Some(dir) => crate::lock::lock_shared(&dir, &key, &settings.location)?.map(Arc::new),
+            None => {
+                tracing::info!("{}: only local repositories are locked", settings.location);
+                None
+            }
+        };
         Ok(Self {
             settings: settings.clone(),
             base,
-            key: open.key(),
+            key,
+            _lock: lock,
             gate,
             router,
             archiving: Arc::new(Mutex::new(())),
@@ -384,7 +395,7 @@ impl Repo {
 
         self.router.route(request.progress.clone());
         self.gate.hold();
-        let archived = indexed.archive(&options, source, snap, &[request.base.clone()]);
+        let archived = indexed.archive(&options, source, snap, std::slice::from_ref(&request.base));
         self.router.route(Arc::new(TransferProgress::default()));
         let verdict = match archived {
             Ok(snap) => accept().map(|()| snap),
@@ -741,4 +752,116 @@ impl RusticProgress for BytesProgress {
             .fetch_add(inc, std::sync::atomic::Ordering::Relaxed);
     }
     fn finish(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::io::Cursor;
+
+    use rustic_core::repofile::Metadata;
+    use rustic_core::{ReadSourceEntry, RusticResult};
+
+    use super::*;
+
+    /// A source that yields the entries it is given, names and all.
+    struct Entries(Vec<(&'static str, &'static str, NodeType)>);
+
+    impl ReadSource for Entries {
+        type Open = Cursor<Vec<u8>>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            self.0
+                .iter()
+                .map(|(path, name, node_type)| {
+                    let node =
+                        Node::new_node(OsStr::new(name), node_type.clone(), Metadata::default());
+                    let open = node.is_file().then(|| Cursor::new(b"data".to_vec()));
+                    Ok(ReadSourceEntry {
+                        path: PathBuf::from(path),
+                        node,
+                        open,
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+        }
+    }
+
+    fn repo_in(dir: &Path) -> Repo {
+        let settings = RepoSettings {
+            location: dir.join("repo").display().to_string(),
+            is_default: false,
+            password: PasswordSource::Value("test".into()),
+            options: BTreeMap::new(),
+            cache_dir: dir.join("cache"),
+        };
+        Repo::init(&settings).expect("init").0
+    }
+
+    fn request() -> ArchiveRequest {
+        ArchiveRequest {
+            base: PathBuf::from("/b"),
+            snapshot_path: PathBuf::from("/volumes/v"),
+            tags: vec!["lifeboat".into(), "volume=v".into()],
+            description: None,
+            use_parent: false,
+            progress: Arc::new(TransferProgress::default()),
+        }
+    }
+
+    #[test]
+    fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let source = Entries(vec![
+            ("/b", "v", NodeType::Dir),
+            ("/b/f", "f", NodeType::File),
+        ]);
+        let refused = repo.archive(&source, &request(), || {
+            Err("a file could not be read".into())
+        });
+        assert!(refused.is_err());
+        assert!(
+            repo.snapshots()?.is_empty(),
+            "a refused archive left a snapshot"
+        );
+        repo.archive(&source, &request(), || Ok(()))?;
+        assert_eq!(repo.snapshots()?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_names_in_a_snapshot_are_refused_before_restore() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        for hostile in ["..", "a/../../../etc/passwd", "."] {
+            let source = Entries(vec![
+                ("/b", "v", NodeType::Dir),
+                ("/b/fine", "fine", NodeType::File),
+                ("/b/x", hostile, NodeType::File),
+            ]);
+            let snapshot = repo.archive(&source, &request(), || Ok(()))?;
+            let reader = repo.reader()?;
+            let root = reader.root(&snapshot, "/volumes/v")?;
+            let err = reader.check_tree(&root).expect_err(hostile);
+            assert!(err.to_string().contains("escape"), "{hostile}: {err}");
+        }
+        let duplicate = Entries(vec![
+            ("/b", "v", NodeType::Dir),
+            ("/b/x", "same", NodeType::File),
+            ("/b/y", "same", NodeType::File),
+        ]);
+        let snapshot = repo.archive(&duplicate, &request(), || Ok(()))?;
+        let reader = repo.reader()?;
+        let root = reader.root(&snapshot, "/volumes/v")?;
+        let err = reader.check_tree(&root).expect_err("duplicate");
+        assert!(err.to_string().contains("twice"), "{err}");
+        Ok(())
+    }
 }

@@ -469,11 +469,12 @@ async fn write(
                     let reader = repo.reader()?;
                     let root = reader.root(&snapshot, &path)?;
                     let out = crate::tarball::ChannelWriter::new(tx, progress.clone());
-                    crate::tarball::write_tree(&reader, &root, out, &progress)
+                    let prefix = Path::new(HELPER_MOUNT.trim_start_matches('/'));
+                    crate::tarball::write_tree(&reader, &root, prefix, out, &progress)
                 })
             };
             let stream = tokio_stream_from(rx);
-            let uploaded = engine.upload(&helper, HELPER_MOUNT, stream).await;
+            let uploaded = engine.upload(&helper, "/", stream).await;
             let produced = producer
                 .await
                 .map_err(|e| Error::Other(format!("restore task failed: {e}")))?;
@@ -499,8 +500,10 @@ mod tests {
     use super::*;
 
     fn snap(id: &str, tags: &[&str], time: &str) -> SnapshotInfo {
-        let mut file = rustic_core::repofile::SnapshotFile::default();
-        file.time = time.parse().expect("time");
+        let file = rustic_core::repofile::SnapshotFile {
+            time: time.parse().expect("time"),
+            ..Default::default()
+        };
         SnapshotInfo {
             id: id.into(),
             short_id: id[..8.min(id.len())].into(),

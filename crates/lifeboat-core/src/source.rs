@@ -195,10 +195,9 @@ impl ReadSource for HostSource {
     fn entries(&self) -> Self::Iter {
         let log = self.log.clone();
         let progress = self.progress.clone();
-        let root = self.root_entry().map_err(|err| {
-            record_fatal(&log, err.display_log());
-            err
-        });
+        let root = self
+            .root_entry()
+            .inspect_err(|err| record_fatal(&log, err.display_log()));
         let rest = self.inner.entries().map(move |entry| match entry {
             Ok(ReadSourceEntry { path, node, open }) => Ok(ReadSourceEntry {
                 open: open.map(|inner| CheckedOpen {
@@ -274,34 +273,50 @@ pub(crate) struct ArchiveSource {
 /// stream carries a link's content only once, under its first name.
 pub(crate) type Refetch = Box<dyn Fn(&[u8]) -> std::io::Result<Payload> + Send>;
 
+/// What the engine-archive source reads and how it names it.
+pub(crate) struct ArchiveInput {
+    /// The tar stream of the volume.
+    pub(crate) stream: Box<dyn Read + Send>,
+    /// The path entries are named below.
+    pub(crate) base: PathBuf,
+    /// The name the root directory gets in the snapshot.
+    pub(crate) root_name: OsString,
+    /// Where file content too large for memory waits.
+    pub(crate) spool_dir: PathBuf,
+    pub(crate) refetch: Refetch,
+}
+
 impl ArchiveSource {
-    /// Starts parsing `stream`; entries are named below `base`, the root gets
-    /// `root_name`.
+    /// Starts parsing the input's stream on a thread of its own.
     pub(crate) fn start(
-        stream: Box<dyn Read + Send>,
-        base: PathBuf,
-        root_name: OsString,
-        spool_dir: PathBuf,
-        refetch: Refetch,
+        input: ArchiveInput,
         log: SharedLog,
         progress: Arc<TransferProgress>,
         size: Option<u64>,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let parser = TarParser {
-            base,
-            root_name,
-            spool_dir,
-            refetch,
-            log,
+            base: input.base,
+            root_name: input.root_name,
+            spool_dir: input.spool_dir,
+            refetch: input.refetch,
+            log: log.clone(),
             progress,
             previous: None,
             regular_files: std::collections::HashMap::new(),
         };
-        std::thread::Builder::new()
+        let stream = input.stream;
+        let spawned = std::thread::Builder::new()
             .name("lifeboat-archive".into())
-            .spawn(move || parser.run(stream, &tx))
-            .ok();
+            .spawn(move || parser.run(stream, &tx));
+        if let Err(e) = spawned {
+            // Without a parser the entries end at once: that must not read
+            // as an empty volume.
+            record_fatal(
+                &log,
+                format!("cannot start reading the archive stream: {e}"),
+            );
+        }
         Self {
             entries: Mutex::new(Some(rx)),
             size,
@@ -678,12 +693,15 @@ mod tests {
 
     fn parse(tar_bytes: Vec<u8>) -> (Vec<ArchiveItem>, ReadLog) {
         let log = SharedLog::default();
+        let input = ArchiveInput {
+            stream: Box::new(std::io::Cursor::new(tar_bytes)),
+            base: PathBuf::from("/base"),
+            root_name: OsString::from("vol"),
+            spool_dir: std::env::temp_dir(),
+            refetch: Box::new(|_| Err(std::io::Error::other("no refetch in tests"))),
+        };
         let source = ArchiveSource::start(
-            Box::new(std::io::Cursor::new(tar_bytes)),
-            PathBuf::from("/base"),
-            OsString::from("vol"),
-            std::env::temp_dir(),
-            Box::new(|_| Err(std::io::Error::other("no refetch in tests"))),
+            input,
             log.clone(),
             Arc::new(TransferProgress::default()),
             None,

@@ -23,10 +23,15 @@ use crate::repo::RepoReader;
 /// How much content is read from the repository at a time.
 const READ_PIECE: usize = 1 << 20;
 
-/// Writes the tree below `root` (and `root` itself as `./`) to `out`.
+/// Writes `root` as the directory `prefix` and the tree below it to `out`.
+///
+/// The engine does not apply an archive's `./` entry to the directory it
+/// extracts into, so the root must be a named entry: the caller extracts
+/// at `/` and names the mount point as `prefix`.
 pub(crate) fn write_tree(
     reader: &RepoReader,
     root: &Node,
+    prefix: &Path,
     out: impl Write,
     progress: &TransferProgress,
 ) -> Result<()> {
@@ -37,29 +42,24 @@ pub(crate) fn write_tree(
             path.display()
         ))
     };
-    append_node(&mut builder, reader, Path::new("./"), root, None)
+    append_node(&mut builder, reader, prefix, root, None)
         .map_err(|e| tar_error(Path::new("/"), e))?;
     let mut first_path_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for entry in reader.walk(root)? {
         let entry = entry?;
+        let path = prefix.join(&entry.path);
         let link_to = match hardlink_key(&entry.node) {
             Some(key) => match first_path_of_inode.get(&key) {
                 Some(first) => Some(first.clone()),
                 None => {
-                    first_path_of_inode.insert(key, entry.path.clone());
+                    first_path_of_inode.insert(key, path.clone());
                     None
                 }
             },
             None => None,
         };
-        append_node(
-            &mut builder,
-            reader,
-            &entry.path,
-            &entry.node,
-            link_to.as_deref(),
-        )
-        .map_err(|e| tar_error(&entry.path, e))?;
+        append_node(&mut builder, reader, &path, &entry.node, link_to.as_deref())
+            .map_err(|e| tar_error(&entry.path, e))?;
         if entry.node.is_file() {
             progress.files_done.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,1 +1,61 @@
-fn main() {}
+//! lifeboat: keeps the data of Docker hosts safe.
+//!
+//! A thin binary over lifeboat-core: parse the command line, run one
+//! command, print the error once and map it to a documented exit code.
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lifeboat_core::ErrorClass;
+
+/// Exit codes, documented in `--help`.
+pub(crate) mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const PARTIAL: u8 = 3;
+    pub const ENGINE_UNREACHABLE: u8 = 4;
+    pub const REPOSITORY_MISSING: u8 = 5;
+    pub const WRONG_PASSWORD: u8 = 6;
+    pub const REPOSITORY_LOCKED: u8 = 7;
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    output::init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lifeboat: cannot start: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("lifeboat: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    let class = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
+        .map(lifeboat_core::Error::class);
+    match class {
+        Some(ErrorClass::EngineUnreachable) => exit::ENGINE_UNREACHABLE,
+        Some(ErrorClass::RepositoryMissing) => exit::REPOSITORY_MISSING,
+        Some(ErrorClass::WrongPassword) => exit::WRONG_PASSWORD,
+        Some(ErrorClass::RepositoryLocked) => exit::REPOSITORY_LOCKED,
+        Some(ErrorClass::BadRequest) => exit::USAGE,
+        Some(ErrorClass::Other) | None => exit::FAILURE,
+    }
+}

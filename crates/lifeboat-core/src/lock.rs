@@ -1,0 +1,366 @@
+//! Repository locks in restic's format, so lifeboat and restic keep out of
+//! each other's way.
+//!
+//! The repository library does not lock. restic does: `restic prune` takes
+//! an exclusive lock and deletes data no index references, which would
+//! destroy a backup running at the same time. So lifeboat holds a shared
+//! lock while it uses a repository (restic's prune then refuses to start)
+//! and refuses to start while anyone holds an exclusive one. Locks are
+//! encrypted JSON files under `locks/`, named by the SHA-256 of their
+//! content, refreshed every five minutes and considered stale after thirty
+//! (or at once, when their process on this host is gone), as restic does.
+//!
+//! Only local repositories are locked for now: the storage library offers
+//! no access to `locks/` on other backends.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
+use aes256ctr_poly1305aes::aead::{Aead, AeadInPlace};
+use rustic_core::jiff::Timestamp;
+use rustic_core::repofile::MasterKey;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+
+/// How often a held lock is rewritten with a fresh time.
+const REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// After how long without a refresh a lock no longer counts.
+const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// A lock file's content, as restic writes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct LockInfo {
+    time: String,
+    exclusive: bool,
+    hostname: String,
+    username: String,
+    pid: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    uid: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    gid: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl LockInfo {
+    fn ours(exclusive: bool) -> Self {
+        let uid = nix::unistd::getuid();
+        Self {
+            time: Timestamp::now().to_string(),
+            exclusive,
+            hostname: hostname(),
+            username: nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default(),
+            pid: i64::from(std::process::id()),
+            uid: uid.as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+
+    /// Whether the lock no longer counts: too old, or its process on this
+    /// host is gone.
+    fn is_stale(&self) -> bool {
+        let Ok(time) = self.time.parse::<Timestamp>() else {
+            return false;
+        };
+        let age = Timestamp::now().duration_since(time);
+        if age.as_secs() > STALE_AFTER.as_secs() as i64 {
+            return true;
+        }
+        if self.hostname != hostname() {
+            return false;
+        }
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return false;
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "an exclusive lock is held by {}@{} (pid {}) since {}; another program (such as `restic prune`) is rewriting the repository, try again when it has finished",
+            self.username, self.hostname, self.pid, self.time
+        )
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Encrypts as the repository format does: nonce, ciphertext, MAC.
+fn seal(key: &MasterKey, plain: &[u8]) -> Vec<u8> {
+    let cipher = cipher(key);
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        // A repeated nonce only weakens this one small file; never fail a
+        // lock for it.
+        nonce = *b"lifeboat-lock-nn";
+    }
+    let mut out = Vec::with_capacity(plain.len() + 32);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    let tag = cipher
+        .encrypt_in_place_detached((&nonce).into(), &[], &mut out[16..])
+        .unwrap_or_default();
+    out.extend_from_slice(&tag);
+    out
+}
+
+fn unseal(key: &MasterKey, data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < 32 {
+        return None;
+    }
+    let plain = cipher(key).decrypt(data[..16].into(), &data[16..]).ok()?;
+    // Version 2 repositories may store such files compressed: a leading 2
+    // marks zstd; plain JSON starts with `{`.
+    match plain.first() {
+        Some(2) => zstd::decode_all(&plain[1..]).ok(),
+        _ => Some(plain),
+    }
+}
+
+fn cipher(key: &MasterKey) -> Aes256CtrPoly1305Aes {
+    let mut raw = [0u8; 64];
+    raw[..32].copy_from_slice(&key.encrypt[..32.min(key.encrypt.len())]);
+    raw[32..48].copy_from_slice(&key.mac.k[..16.min(key.mac.k.len())]);
+    raw[48..64].copy_from_slice(&key.mac.r[..16.min(key.mac.r.len())]);
+    Aes256CtrPoly1305Aes::new((&raw).into())
+}
+
+/// A lock lifeboat holds; released (its file removed) on drop.
+pub(crate) struct LockGuard {
+    stop: Option<mpsc::Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+/// Takes a shared lock on the local repository at `repo_dir`, after
+/// checking that nobody holds an exclusive one. A repository on a
+/// read-only file system needs no lock (nothing can rewrite it) and gets
+/// none, so that restores from a read-only backup disk work.
+pub(crate) fn lock_shared(
+    repo_dir: &Path,
+    key: &MasterKey,
+    location: &str,
+) -> Result<Option<LockGuard>> {
+    let locks = repo_dir.join("locks");
+    if let Err(e) = std::fs::create_dir_all(&locks) {
+        return read_only_or(e, &locks);
+    }
+    // Write ours first, then look: restic does the same, so of two programs
+    // racing for the repository at least one sees the other.
+    let ours = match write_lock(repo_dir, key, &LockInfo::ours(false)) {
+        Ok(path) => path,
+        Err(Error::Io { source, path }) => return read_only_or(source, &path),
+        Err(e) => return Err(e),
+    };
+    if let Some(holder) = exclusive_holder(&locks, key, &ours)? {
+        let _ = std::fs::remove_file(&ours);
+        return Err(Error::RepositoryLocked {
+            location: location.to_string(),
+            holder: holder.describe(),
+        });
+    }
+    let (stop, stopped) = mpsc::channel::<()>();
+    let repo_dir = repo_dir.to_path_buf();
+    let key = key.clone();
+    let refresher = std::thread::Builder::new()
+        .name("lifeboat-lock".into())
+        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, &stopped))
+        .map_err(|e| Error::Other(format!("cannot start the lock refresher: {e}")))?;
+    Ok(Some(LockGuard {
+        stop: Some(stop),
+        refresher: Some(refresher),
+    }))
+}
+
+fn read_only_or(e: std::io::Error, path: &Path) -> Result<Option<LockGuard>> {
+    if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+        tracing::info!("{}: read-only file system, not locking", path.display());
+        Ok(None)
+    } else {
+        Err(Error::io(path, e))
+    }
+}
+
+fn refresh_until_stopped(
+    repo_dir: &Path,
+    key: &MasterKey,
+    mut current: PathBuf,
+    stop: &mpsc::Receiver<()>,
+) {
+    // Anything but a timeout means the guard is gone.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(REFRESH) {
+        match write_lock(repo_dir, key, &LockInfo::ours(false)) {
+            Ok(fresh) => {
+                let _ = std::fs::remove_file(&current);
+                current = fresh;
+            }
+            Err(e) => tracing::warn!("refreshing the repository lock: {e}"),
+        }
+    }
+    let _ = std::fs::remove_file(&current);
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes a lock file (through a temporary file, so that nobody reads half
+/// of it) and returns its path.
+fn write_lock(repo_dir: &Path, key: &MasterKey, info: &LockInfo) -> Result<PathBuf> {
+    let json = serde_json::to_vec(info).map_err(|e| Error::Other(e.to_string()))?;
+    let sealed = seal(key, &json);
+    let id = hex(&sha2::Sha256::digest(&sealed));
+    let path = repo_dir.join("locks").join(id);
+    // The temporary file's own errors name its path already.
+    let bare = |e: std::io::Error| {
+        e.raw_os_error().map_or_else(
+            || std::io::Error::from(e.kind()),
+            std::io::Error::from_raw_os_error,
+        )
+    };
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(repo_dir).map_err(|e| Error::io(repo_dir, bare(e)))?;
+    tmp.write_all(&sealed)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(path)
+}
+
+/// The holder of a live exclusive lock other than `ours`, if any.
+fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
+    for entry in std::fs::read_dir(locks).map_err(|e| Error::io(locks, e))? {
+        let entry = entry.map_err(|e| Error::io(locks, e))?;
+        let path = entry.path();
+        if path == ours {
+            continue;
+        }
+        // A lock removed while we look is simply gone.
+        let Ok(data) = std::fs::read(&path) else {
+            continue;
+        };
+        let Some(info) =
+            unseal(key, &data).and_then(|j| serde_json::from_slice::<LockInfo>(&j).ok())
+        else {
+            tracing::warn!("ignoring unreadable lock file {}", path.display());
+            continue;
+        };
+        if info.exclusive && !info.is_stale() {
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_locks_open_with_the_same_key_only() {
+        let key = MasterKey::new();
+        let sealed = seal(&key, b"{\"x\":1}");
+        assert_eq!(unseal(&key, &sealed).as_deref(), Some(&b"{\"x\":1}"[..]));
+        assert_eq!(unseal(&MasterKey::new(), &sealed), None);
+        assert_eq!(unseal(&key, &sealed[..10]), None);
+    }
+
+    #[test]
+    fn compressed_lock_files_are_read() {
+        let key = MasterKey::new();
+        let json = br#"{"time":"2026-01-01T00:00:00Z","exclusive":true,"hostname":"h","username":"u","pid":1}"#;
+        let mut packed = vec![2u8];
+        packed.extend(zstd::encode_all(&json[..], 3).expect("compress"));
+        let sealed = seal(&key, &packed);
+        let info: LockInfo =
+            serde_json::from_slice(&unseal(&key, &sealed).expect("opens")).expect("json");
+        assert!(info.exclusive);
+    }
+
+    #[test]
+    fn staleness_follows_restic() {
+        let mut info = LockInfo::ours(true);
+        assert!(!info.is_stale(), "our own live process");
+        info.time = "2001-01-01T00:00:00Z".into();
+        assert!(info.is_stale(), "older than thirty minutes");
+        let mut gone = LockInfo::ours(true);
+        gone.pid = i64::from(i32::MAX);
+        assert!(gone.is_stale(), "a dead process on this host");
+        let mut elsewhere = gone.clone();
+        elsewhere.hostname = "some-other-host".into();
+        assert!(
+            !elsewhere.is_stale(),
+            "processes elsewhere cannot be checked"
+        );
+    }
+
+    #[test]
+    fn an_exclusive_lock_is_refused_and_ours_is_removed() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let key = MasterKey::new();
+        std::fs::create_dir_all(dir.path().join("locks")).map_err(|e| Error::io("locks", e))?;
+        let mut theirs = LockInfo::ours(true);
+        theirs.hostname = "prune-host".into();
+        let held = write_lock(dir.path(), &key, &theirs)?;
+        let err = lock_shared(dir.path(), &key, "test").expect_err("locked");
+        assert!(matches!(err, Error::RepositoryLocked { .. }), "{err}");
+        assert!(err.to_string().contains("prune-host"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("locks"))
+            .map_err(|e| Error::io("locks", e))?
+            .collect();
+        assert_eq!(left.len(), 1, "our lock was not removed");
+
+        std::fs::remove_file(held).map_err(|e| Error::io("lock", e))?;
+        let guard =
+            lock_shared(dir.path(), &key, "test")?.expect("a writable repository is locked");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("locks"))
+                .map_err(|e| Error::io("locks", e))?
+                .count(),
+            1
+        );
+        drop(guard);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("locks"))
+                .map_err(|e| Error::io("locks", e))?
+                .count(),
+            0,
+            "the lock outlived its guard"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The command line: global options and one module per command. Each
+//! command's `run` turns its flags into a plain request and hands it to the
+//! library; it prints results, never errors (main does that once).
+
+mod backup;
+mod init;
+mod ls;
+mod restore;
+mod snapshots;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeboat_core::backup::ReaderChoice;
+use lifeboat_core::engine::Engine;
+use lifeboat_core::repo::{OpenReport, Repo, RepoSettings};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure
+  2  usage error: bad flags, unknown volume, target not empty, ...
+  3  partial: some volumes failed, others succeeded
+  4  the Docker engine cannot be reached
+  5  no repository at the given location (run `lifeboat init`)
+  6  wrong or missing repository password
+  7  the repository is locked by another process
+
+Environment:
+  DOCKER_HOST              the engine to use (default unix:///var/run/docker.sock)
+  LIFEBOAT_REPO            the repository (default /var/lib/lifeboat/repo as root)
+  LIFEBOAT_PASSWORD        the repository password
+  LIFEBOAT_PASSWORD_FILE   a file holding it (default /etc/lifeboat/password as root)";
+
+/// Back up, restore and inventory the data of a Docker host.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The repository: a directory, or a backend URL such as opendal:s3.
+    #[arg(long, global = true, env = "LIFEBOAT_REPO", value_name = "REPO")]
+    repo: Option<String>,
+
+    /// A file holding the repository password.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    password_file: Option<PathBuf>,
+
+    /// The repository password (prefer the file: arguments are visible to
+    /// every user of the host).
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    password: Option<String>,
+
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Log more (-v warnings, -vv progress notes, -vvv debugging).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every volume, bind mount and tmpfs mount of the engine.
+    Ls(ls::LsArgs),
+    /// Create a repository.
+    Init(init::InitArgs),
+    /// Back up volumes and bind mounts, one snapshot each.
+    Backup(backup::BackupArgs),
+    /// List the snapshots in the repository.
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Restore a snapshot into a volume or directory.
+    Restore(restore::RestoreArgs),
+}
+
+/// How to read or write a volume's files.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub(crate) enum Via {
+    /// The host path when lifeboat can use it, the engine otherwise.
+    #[default]
+    Auto,
+    /// The volume's directory on this host.
+    Host,
+    /// The engine's archive API, through a never-started helper container.
+    Engine,
+}
+
+impl From<Via> for ReaderChoice {
+    fn from(v: Via) -> Self {
+        match v {
+            Via::Auto => Self::Auto,
+            Via::Host => Self::Host,
+            Via::Engine => Self::Engine,
+        }
+    }
+}
+
+impl Cli {
+    pub(crate) async fn run(self) -> anyhow::Result<u8> {
+        match self.command {
+            Command::Ls(args) => ls::run(&self.global, args).await,
+            Command::Init(args) => init::run(&self.global, args).await,
+            Command::Backup(args) => backup::run(&self.global, args).await,
+            Command::Snapshots(args) => snapshots::run(&self.global, args).await,
+            Command::Restore(args) => restore::run(&self.global, args).await,
+        }
+    }
+}
+
+impl Global {
+    pub(crate) fn repo_settings(&self) -> RepoSettings {
+        RepoSettings::new(
+            self.repo.clone(),
+            self.password.clone(),
+            self.password_file.clone(),
+        )
+    }
+}
+
+pub(crate) async fn connect() -> anyhow::Result<Engine> {
+    Ok(Engine::connect().await?)
+}
+
+/// Opens the repository on a blocking thread.
+pub(crate) async fn open_repo(settings: RepoSettings) -> anyhow::Result<Repo> {
+    let location = settings.location.clone();
+    tokio::task::spawn_blocking(move || Repo::open(&settings))
+        .await
+        .context("opening the repository")?
+        .with_context(|| format!("opening repository {location}"))
+}
+
+/// Opens the repository, creating lifeboat's default one on first use, and
+/// announces a generated password where nobody can miss it.
+pub(crate) async fn open_or_create_repo(settings: RepoSettings) -> anyhow::Result<Repo> {
+    let (repo, report) =
+        tokio::task::spawn_blocking(move || Repo::open_or_create_default(&settings))
+            .await
+            .context("opening the repository")??;
+    announce(&repo, &report);
+    Ok(repo)
+}
+
+pub(crate) fn announce(repo: &Repo, report: &OpenReport) {
+    if report.created {
+        eprintln!("lifeboat: created repository {}", repo.location());
+    }
+    if let Some(file) = &report.generated_password_file {
+        crate::output::loud_password_notice(file);
+    }
+}

@@ -1,0 +1,80 @@
+//! `lifeboat restore`: a snapshot back into a volume or directory.
+
+use std::sync::Arc;
+
+use clap::Args;
+use lifeboat_core::progress::TransferProgress;
+use lifeboat_core::restore::{RestoreRequest, restore};
+
+use super::{Global, Via};
+use crate::output::{ProgressDisplay, human_bytes};
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// A snapshot id (or a unique prefix of it), or `latest`.
+    snapshot: String,
+
+    /// The volume (name) or bind mount (host path) the snapshot is of.
+    #[arg(long, value_name = "NAME")]
+    volume: Option<String>,
+
+    /// Restore into this volume (created with the snapshot's driver,
+    /// options and labels if missing) or directory instead.
+    #[arg(long, value_name = "NAME")]
+    to: Option<String>,
+
+    /// Overwrite a non-empty target. Its current content is snapshotted
+    /// first, so the restore can be undone.
+    #[arg(long)]
+    force: bool,
+
+    /// How to write the files.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    via: Via,
+}
+
+pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
+    let engine = super::connect().await?;
+    let repo = super::open_repo(global.repo_settings()).await?;
+    let request = RestoreRequest {
+        snapshot: args.snapshot,
+        target: args.volume,
+        to: args.to,
+        force: args.force,
+        writer: args.via.into(),
+    };
+    let progress = Arc::new(TransferProgress::default());
+    let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
+    let report = restore(&engine, &repo, &request, progress).await;
+    display.finish();
+    let report = report?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if let Some(previous) = &report.previous_content {
+            eprintln!(
+                "lifeboat: the previous content of {} is in snapshot {} (restore it to undo)",
+                report.target, previous.short_id
+            );
+        }
+        eprintln!(
+            "restored snapshot {} into {}{} ({} files, {} dirs, {}, {:.1}s, {} writer)",
+            report.snapshot.short_id,
+            report.target,
+            if report.created_volume {
+                " (new volume)"
+            } else {
+                ""
+            },
+            report.tree.files,
+            report.tree.dirs,
+            human_bytes(report.tree.bytes),
+            report.seconds,
+            match report.writer {
+                lifeboat_core::backup::Reader::Host => "host-path",
+                lifeboat_core::backup::Reader::Engine => "engine-archive",
+            }
+        );
+    }
+    Ok(crate::exit::SUCCESS)
+}

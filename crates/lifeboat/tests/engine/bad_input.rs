@@ -1,0 +1,122 @@
+//! Bad input gets a clear error and a documented exit code, and loses
+//! nothing.
+
+use std::process::Command;
+
+use crate::support::{TestEnv, restic};
+
+#[test]
+fn an_unknown_volume_is_a_usage_error() {
+    let env = TestEnv::new("bad-unknown");
+    let missing = format!("{}-missing", env.prefix);
+    let run = env.lifeboat(&["backup", &missing]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&missing), "{}", run.stderr);
+    assert!(
+        !env.repo().exists(),
+        "a failed request created a repository"
+    );
+}
+
+#[test]
+fn an_unreachable_engine_names_what_was_tried() {
+    let env = TestEnv::new("bad-engine");
+    for host in ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:1"] {
+        let run = env.lifeboat_with(&["ls"], &[("DOCKER_HOST", host)]);
+        assert_eq!(run.code, 4, "{host}: {}", run.stderr);
+        assert!(run.stderr.contains(host), "{}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    }
+}
+
+#[test]
+fn repository_errors_have_their_own_exit_codes() {
+    let env = TestEnv::new("bad-repo");
+    let run = env.lifeboat(&["snapshots"]);
+    assert_eq!(run.code, 5, "missing repository: {}", run.stderr);
+    assert!(run.stderr.contains("lifeboat init"), "{}", run.stderr);
+
+    env.init();
+    let run = env.lifeboat_with(&["snapshots"], &[("LIFEBOAT_PASSWORD", "wrong")]);
+    assert_eq!(run.code, 6, "wrong password: {}", run.stderr);
+    assert!(run.stderr.contains("password"), "{}", run.stderr);
+
+    let run = env.lifeboat(&["init"]);
+    assert_ne!(run.code, 0, "init over an existing repository");
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    env.lifeboat(&["snapshots"]).ok();
+}
+
+#[test]
+fn an_unwritable_repository_fails_cleanly() {
+    let env = TestEnv::new("bad-readonly");
+    let dir = env.tmpfs("ro-repo", "size=64m");
+    let repo = dir.join("repo");
+    let repo_arg = repo.to_string_lossy().to_string();
+    env.lifeboat(&["init", "--repo", &repo_arg]).ok();
+    let volume = env.volume("data", &[]);
+    env.busybox(&[format!("{volume}:/v")], "echo data > /v/f")
+        .ok();
+
+    remount(&dir, "remount,ro");
+    let run = env.lifeboat(&["backup", &volume, "--repo", &repo_arg]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("FAILED"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Read-only file system"),
+        "{}",
+        run.stderr
+    );
+    let fresh = dir.join("other");
+    let run = env.lifeboat(&["init", "--repo", &fresh.to_string_lossy()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&*fresh.to_string_lossy()),
+        "{}",
+        run.stderr
+    );
+
+    remount(&dir, "remount,rw");
+    env.lifeboat(&["backup", &volume, "--repo", &repo_arg]).ok();
+    restic(&repo, &env.password, &["check"]).ok();
+}
+
+#[test]
+fn a_full_repository_disk_fails_cleanly_and_recovers() {
+    let env = TestEnv::new("bad-full");
+    let dir = env.tmpfs("full-repo", "size=12m");
+    let repo = dir.join("repo");
+    let repo_arg = repo.to_string_lossy().to_string();
+    env.lifeboat(&["init", "--repo", &repo_arg]).ok();
+    let volume = env.volume("big", &[]);
+    env.busybox(
+        &[format!("{volume}:/v")],
+        "dd if=/dev/urandom of=/v/random bs=1M count=40 2>/dev/null",
+    )
+    .ok();
+
+    let run = env.lifeboat(&["backup", &volume, "--repo", &repo_arg, "--json"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let snapshots = env
+        .lifeboat(&["snapshots", "--repo", &repo_arg, "--json"])
+        .ok();
+    assert_eq!(
+        snapshots.json().as_array().map(Vec::len),
+        Some(0),
+        "a failed backup left a snapshot"
+    );
+    restic(&repo, &env.password, &["check"]).ok();
+
+    remount(&dir, "remount,size=256m");
+    env.lifeboat(&["backup", &volume, "--repo", &repo_arg]).ok();
+    restic(&repo, &env.password, &["check", "--read-data"]).ok();
+}
+
+fn remount(dir: &std::path::Path, options: &str) {
+    let status = Command::new("mount")
+        .args(["-o", options])
+        .arg(dir)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mount -o {options} {}", dir.display());
+}

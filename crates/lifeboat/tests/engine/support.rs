@@ -1,0 +1,221 @@
+//! The test environment: unique names, a private repository, helpers to run
+//! lifeboat, docker, busybox and restic, and cleanup on drop.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BUSYBOX: &str = "lifeboat-test/busybox:1";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's world.
+pub struct TestEnv {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub password: String,
+    volumes: RefCell<Vec<String>>,
+    containers: RefCell<Vec<String>>,
+    unmount: RefCell<Vec<PathBuf>>,
+}
+
+/// What a command printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Fails the test unless the command succeeded.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "command failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Self {
+            prefix: format!("lbt-{}-{n}-{name}", std::process::id()),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            password: format!("test-password-{n}"),
+            volumes: RefCell::default(),
+            containers: RefCell::default(),
+            unmount: RefCell::default(),
+        }
+    }
+
+    /// A unique name for a volume or container of this test; it is removed
+    /// at the end of the test.
+    pub fn name(&self, what: &str) -> String {
+        let name = format!("{}-{what}", self.prefix);
+        self.volumes.borrow_mut().push(name.clone());
+        name
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// Runs lifeboat against this test's repository.
+    pub fn lifeboat(&self, args: &[&str]) -> Run {
+        self.lifeboat_with(args, &[])
+    }
+
+    pub fn lifeboat_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        cmd.args(args)
+            .env("LIFEBOAT_REPO", self.repo())
+            .env("LIFEBOAT_PASSWORD", &self.password)
+            .env_remove("LIFEBOAT_PASSWORD_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run lifeboat"))
+    }
+
+    /// Creates the test's repository.
+    pub fn init(&self) {
+        self.lifeboat(&["init"]).ok();
+    }
+
+    /// Creates a volume (labels as `key=value`).
+    pub fn volume(&self, what: &str, labels: &[&str]) -> String {
+        let name = self.name(what);
+        let mut args = vec!["volume", "create"];
+        for l in labels {
+            args.push("--label");
+            args.push(l);
+        }
+        args.push(&name);
+        docker(&args).ok();
+        name
+    }
+
+    /// Marks a volume lifeboat created (for example by a restore) for
+    /// removal at the end of the test.
+    pub fn adopt_volume(&self, name: &str) {
+        self.volumes.borrow_mut().push(name.to_string());
+    }
+
+    /// Runs a busybox shell script in a throwaway container with the given
+    /// mounts (`docker run -v` syntax).
+    pub fn busybox(&self, mounts: &[String], script: &str) -> Run {
+        let mut args = vec![
+            "run".to_string(),
+            "--rm".into(),
+            "--network".into(),
+            "none".into(),
+        ];
+        for m in mounts {
+            args.push("-v".into());
+            args.push(m.clone());
+        }
+        args.extend([
+            BUSYBOX.to_string(),
+            "sh".into(),
+            "-c".into(),
+            script.to_string(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args)
+    }
+
+    /// Creates (without starting) or starts a named container; it is removed
+    /// at the end of the test.
+    pub fn container(&self, what: &str, args: &[&str], start: bool) -> String {
+        let name = format!("{}-{what}", self.prefix);
+        self.containers.borrow_mut().push(name.clone());
+        let mut all = vec![if start { "run" } else { "create" }];
+        if start {
+            all.push("-d");
+        }
+        all.extend(["--name", &name, "--network", "none"]);
+        all.extend(args);
+        docker(&all).ok();
+        name
+    }
+
+    /// Mounts a tmpfs of the given size at a fresh directory; unmounted at
+    /// the end of the test.
+    pub fn tmpfs(&self, what: &str, options: &str) -> PathBuf {
+        let dir = self.dir.path().join(what);
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount tmpfs at {}", dir.display());
+        self.unmount.borrow_mut().push(dir.clone());
+        dir
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for c in self.containers.borrow().iter() {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", c]).output();
+        }
+        // Helper containers lifeboat left behind would keep volumes busy.
+        for v in self.volumes.borrow().iter() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", v])
+                .output();
+        }
+        for dir in self.unmount.borrow().iter() {
+            let _ = Command::new("umount").arg(dir).output();
+        }
+    }
+}
+
+/// Runs the docker CLI.
+pub fn docker(args: &[&str]) -> Run {
+    Run::from(
+        Command::new("docker")
+            .args(args)
+            .output()
+            .expect("run docker"),
+    )
+}
+
+/// The host directory of a volume.
+pub fn mountpoint(volume: &str) -> PathBuf {
+    let run = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]).ok();
+    PathBuf::from(run.stdout.trim())
+}
+
+/// Runs restic against a repository.
+pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Run {
+    Run::from(
+        Command::new("restic")
+            .arg("--repo")
+            .arg(repo)
+            .args(["--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", password)
+            .output()
+            .expect("run restic"),
+    )
+}

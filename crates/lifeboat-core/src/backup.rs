@@ -221,19 +221,14 @@ async fn run(
             .map_err(|e| Error::Other(format!("backup task failed: {e}")))?
         }
         Reader::Engine => {
-            let source = match target.kind {
-                MountKind::Bind => HelperSource::Bind(target.name.clone()),
-                _ => HelperSource::Volume(target.name.clone()),
-            };
             archive_from_engine(
                 engine,
                 repo,
-                &source,
+                target,
                 request,
                 root_name,
                 log.clone(),
                 progress,
-                target_size(target),
             )
             .await
         }
@@ -279,21 +274,24 @@ fn stream_reader(engine: &Engine, helper: &Helper, path: &str) -> ChunkReader {
             }
         }
     });
-    ChunkReader::new(rx).0
+    ChunkReader::new(rx)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn archive_from_engine(
     engine: &Engine,
     repo: &Repo,
-    source: &HelperSource,
+    target: &Target,
     request: ArchiveRequest,
     root_name: OsString,
     log: SharedLog,
     progress: Arc<TransferProgress>,
-    size: Option<u64>,
 ) -> Result<SnapshotInfo> {
-    let helper = engine.create_helper(source, true).await?;
+    let source = match target.kind {
+        MountKind::Bind => HelperSource::Bind(target.name.clone()),
+        _ => HelperSource::Volume(target.name.clone()),
+    };
+    let size = target_size(target);
+    let helper = engine.create_helper(&source, true).await?;
     let base = PathBuf::from(HELPER_MOUNT);
     let reader = stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
     let spool = repo.settings().cache_dir.join("spool");

@@ -40,6 +40,9 @@ pub(crate) const HELPER_MOUNT: &str = "/lifeboat-data";
 /// Label that marks helper containers, so stale ones can be found.
 pub(crate) const HELPER_LABEL: &str = "lifeboat.helper";
 
+/// Label naming the lifeboat process (`HOST/PID`) that made a helper.
+const HELPER_OWNER_LABEL: &str = "lifeboat.helper.owner";
+
 /// A connection to one Docker engine, with the API version negotiated.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -281,6 +284,10 @@ impl Engine {
         // traced to its volume.
         let mut labels = std::collections::HashMap::new();
         labels.insert(HELPER_LABEL.to_string(), source.to_string());
+        labels.insert(
+            HELPER_OWNER_LABEL.to_string(),
+            format!("{}/{}", crate::host::hostname(), std::process::id()),
+        );
         let body = ContainerCreateBody {
             image: Some(HELPER_IMAGE.to_string()),
             cmd: Some(vec!["/lifeboat-helper-is-never-started".to_string()]),
@@ -331,6 +338,41 @@ impl Engine {
             )
             .await
             .map_err(|e| Error::engine(format!("removing helper container {}", helper.id), e))
+    }
+
+    /// Removes helper containers that a lifeboat process of this host left
+    /// behind when it was killed: they hold no data, but they keep their
+    /// volume in use. Returns how many were removed.
+    pub async fn remove_stale_helpers(&self) -> Result<usize> {
+        let mut filters = std::collections::HashMap::new();
+        filters.insert("label".to_string(), vec![HELPER_OWNER_LABEL.to_string()]);
+        let helpers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| Error::engine("listing helper containers", e))?;
+        let this_host = crate::host::hostname();
+        let mut removed = 0;
+        for helper in helpers {
+            let owner = helper
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HELPER_OWNER_LABEL))
+                .and_then(|o| o.rsplit_once('/'))
+                .and_then(|(host, pid)| Some((host.to_string(), pid.parse::<i64>().ok()?)));
+            let (Some((host, pid)), Some(id)) = (owner, helper.id) else {
+                continue;
+            };
+            if host == this_host && crate::host::process_is_gone(pid) {
+                self.remove_helper(&Helper { id }).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Streams `path` inside the helper as a tar archive.

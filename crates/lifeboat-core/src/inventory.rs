@@ -116,7 +116,8 @@ impl std::fmt::Display for Content {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Size {
-    /// Counted: apparent bytes of its files (hard links once) and entries.
+    /// Counted: apparent bytes of its files (hard links once) and the
+    /// number of entries that are not directories.
     Known { bytes: u64, files: u64 },
     /// Still being counted when the deadline passed.
     Pending,
@@ -443,8 +444,8 @@ async fn measure_sizes(targets: &mut [Target], deadline: Option<Duration>) {
     }
 }
 
-/// Apparent bytes and entries below `root`, hard links counted once,
-/// symbolic links not followed.
+/// Apparent bytes and non-directory entries below `root`, hard links
+/// counted once for bytes, symbolic links not followed.
 pub(crate) fn count(root: &Path) -> std::io::Result<(u64, u64)> {
     let meta = std::fs::symlink_metadata(root)?;
     if !meta.is_dir() {
@@ -464,10 +465,12 @@ pub(crate) fn count(root: &Path) -> std::io::Result<(u64, u64)> {
         for entry in entries {
             let entry = entry?;
             let Ok(m) = entry.metadata() else { continue };
-            files += 1;
             if m.is_dir() {
                 stack.push(entry.path());
-            } else if m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) {
+                continue;
+            }
+            files += 1;
+            if m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) {
                 bytes += m.len();
             }
         }
@@ -669,7 +672,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("d"))?;
         std::fs::write(dir.path().join("d/c"), b"xyz")?;
         std::os::unix::fs::symlink("/etc", dir.path().join("l"))?;
-        assert_eq!(count(dir.path())?, (1003, 5));
+        assert_eq!(count(dir.path())?, (1003, 4));
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod restore;
 pub mod spec;
 
 mod fsmeta;
+mod host;
 mod lock;
 mod node;
 mod paths;

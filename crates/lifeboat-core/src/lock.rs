@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::error::{Error, Result};
+use crate::host::hostname;
 
 /// How often a held lock is rewritten with a fresh time.
 const REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -80,14 +81,7 @@ impl LockInfo {
         if age.as_secs() > STALE_AFTER.as_secs() as i64 {
             return true;
         }
-        if self.hostname != hostname() {
-            return false;
-        }
-        let Ok(pid) = i32::try_from(self.pid) else {
-            return false;
-        };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-            == Err(nix::errno::Errno::ESRCH)
+        self.hostname == hostname() && crate::host::process_is_gone(self.pid)
     }
 
     fn describe(&self) -> String {
@@ -96,13 +90,6 @@ impl LockInfo {
             self.username, self.hostname, self.pid, self.time
         )
     }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default()
 }
 
 /// Encrypts as the repository format does: nonce, ciphertext, MAC.

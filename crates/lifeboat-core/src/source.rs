@@ -341,27 +341,18 @@ impl ReadSource for ArchiveSource {
     }
 }
 
-/// A blocking reader over a channel of byte chunks, which remembers whether
-/// it reached the end of the stream.
+/// A blocking reader over a channel of byte chunks.
 pub(crate) struct ChunkReader {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
-    eof: Arc<AtomicBool>,
 }
 
 impl ChunkReader {
-    pub(crate) fn new(
-        rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    ) -> (Self, Arc<AtomicBool>) {
-        let eof = Arc::new(AtomicBool::new(false));
-        (
-            Self {
-                rx,
-                current: Bytes::new(),
-                eof: eof.clone(),
-            },
-            eof,
-        )
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -371,10 +362,7 @@ impl Read for ChunkReader {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
                 Some(Err(e)) => return Err(e),
-                None => {
-                    self.eof.store(true, Ordering::Relaxed);
-                    return Ok(0);
-                }
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.current.len());

@@ -137,8 +137,16 @@ impl Global {
     }
 }
 
+/// Connects to the engine and first tidies what an earlier, killed
+/// lifeboat left there.
 pub(crate) async fn connect() -> anyhow::Result<Engine> {
-    Ok(Engine::connect().await?)
+    let engine = Engine::connect().await?;
+    match engine.remove_stale_helpers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} helper container(s) left by a killed lifeboat"),
+        Err(e) => tracing::warn!("could not check for leftover helper containers: {e}"),
+    }
+    Ok(engine)
 }
 
 /// Opens the repository on a blocking thread.

@@ -120,3 +120,43 @@ fn remount(dir: &std::path::Path, options: &str) {
         .expect("mount");
     assert!(status.success(), "mount -o {options} {}", dir.display());
 }
+
+#[test]
+fn a_backup_where_some_volumes_fail_is_partial() {
+    let env = TestEnv::new("bad-partial");
+    env.init();
+    let good = env.volume("good", &[]);
+    env.busybox(&[format!("{good}:/v")], "echo ok > /v/f").ok();
+    // A bind mount whose source vanished after its container was created:
+    // the engine still lists it, but nothing can read it.
+    let gone = env.dir.path().join("gone");
+    std::fs::create_dir(&gone).expect("bind source");
+    let gone_arg = gone.to_string_lossy().to_string();
+    env.container(
+        "app",
+        &[
+            "-v",
+            &format!("{gone_arg}:/data"),
+            crate::support::BUSYBOX,
+            "true",
+        ],
+        false,
+    );
+    std::fs::remove_dir(&gone).expect("remove bind source");
+
+    let run = env.lifeboat(&["backup", &good, &gone_arg, "--json"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert!(report["targets"][0]["snapshot"]["id"].is_string());
+    assert!(report["targets"][0]["error"].is_null());
+    assert!(report["targets"][1]["snapshot"].is_null());
+    let error = report["targets"][1]["error"].as_str().expect("an error");
+    assert!(error.contains(&gone_arg), "{error}");
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(1));
+
+    // Only failures: exit 1.
+    let run = env.lifeboat(&["backup", &gone_arg]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("FAILED"), "{}", run.stderr);
+}

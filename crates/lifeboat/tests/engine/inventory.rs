@@ -111,3 +111,40 @@ fn ls_lists_volumes_binds_and_tmpfs_with_their_users() {
         table.stdout
     );
 }
+
+#[test]
+fn helpers_left_by_a_killed_lifeboat_are_removed() {
+    let env = TestEnv::new("stale-helper");
+    let volume = env.volume("data", &[]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let host = host.trim();
+    // A process that has exited: its pid is free (pid reuse within the
+    // test is not a concern at this scale).
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = child.id();
+    child.wait().expect("wait");
+    let live_pid = std::process::id();
+    let make = |what: &str, pid: u32| {
+        env.container(
+            what,
+            &[
+                "--label",
+                &format!("lifeboat.helper=volume {volume}"),
+                "--label",
+                &format!("lifeboat.helper.owner={host}/{pid}"),
+                "-v",
+                &format!("{volume}:/lifeboat-data:ro"),
+                BUSYBOX,
+                "true",
+            ],
+            false,
+        )
+    };
+    let stale = make("stale", dead_pid);
+    let live = make("live", live_pid);
+
+    env.lifeboat(&["ls", "--no-sizes"]).ok();
+    let exists = |name: &str| docker(&["container", "inspect", name]).code == 0;
+    assert!(!exists(&stale), "the stale helper is still there");
+    assert!(exists(&live), "a helper of a running process was removed");
+}

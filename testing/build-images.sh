@@ -4,9 +4,18 @@
 # first run on a machine pays.
 #
 # Images:
-#   lifeboat-test/busybox:1   busybox from Debian's busybox-static, with its
-#                             applet links, for file-level tests
+#   lifeboat-test/busybox:1       busybox from Debian's busybox-static, with
+#                                 its applet links, for file-level tests
+#   lifeboat-test/postgres:15     Debian bookworm's PostgreSQL 15 (pgbench too)
+#   lifeboat-test/mariadb:10.11   Debian bookworm's MariaDB 10.11
+#   lifeboat-test/redis:7         Debian bookworm's Redis 7
+# The database images are made from one debootstrap'd root file system,
+# cached as a tarball; their entrypoints (testing/images/) initialise an
+# empty data directory from the same environment variables as the official
+# images. MongoDB is not built: Debian does not ship it.
 set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cache=/var/cache/lifeboat-test
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 
@@ -14,7 +23,7 @@ log() { printf 'build-images: %s\n' "$*" >&2; }
 # busybox-static the content of the file-test image, attr sets and reads
 # extended attributes on the host side of the tests.
 missing=""
-for pkg in restic busybox-static attr; do
+for pkg in restic busybox-static attr debootstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -51,5 +60,65 @@ build_busybox() {
     trap - EXIT
 }
 
+# A Debian minbase root file system, made once.
+base_rootfs() {
+    tarball="$cache/bookworm-minbase.tar"
+    if [ ! -s "$tarball" ]; then
+        log "debootstrap bookworm (once)"
+        mkdir -p "$cache"
+        dir=$(mktemp -d "$cache/rootfs.XXXXXX")
+        debootstrap --variant=minbase bookworm "$dir" >"$cache/debootstrap.log" 2>&1 ||
+            { log "debootstrap failed, see $cache/debootstrap.log"; exit 1; }
+        tar -C "$dir" -cf "$tarball.tmp" .
+        mv "$tarball.tmp" "$tarball"
+        rm -rf "$dir"
+    fi
+    printf '%s\n' "$tarball"
+}
+
+# build_database IMAGE PACKAGES ENTRYPOINT [docker import --change ...]
+build_database() {
+    image=$1 packages=$2 entrypoint=$3
+    shift 3
+    if image_exists "$image"; then
+        return
+    fi
+    log "building $image"
+    tarball=$(base_rootfs)
+    root=$(mktemp -d "$cache/image.XXXXXX")
+    tar -C "$root" -xf "$tarball"
+    # No service may start inside the chroot, and PostgreSQL must not make
+    # a cluster of its own: the entrypoint makes one in the volume.
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod +x "$root/usr/sbin/policy-rc.d"
+    mkdir -p "$root/etc/postgresql-common"
+    printf 'create_main_cluster = false\n' > "$root/etc/postgresql-common/createcluster.conf"
+    mount -t proc proc "$root/proc"
+    if ! chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages" >"$cache/$(echo "$image" | tr '/:' '__').log" 2>&1; then
+        umount "$root/proc"
+        rm -rf "$root"
+        log "installing $packages failed, see $cache"
+        exit 1
+    fi
+    umount "$root/proc"
+    rm -f "$root/usr/sbin/policy-rc.d"
+    rm -rf "$root/var/lib/apt/lists"/* "$root/var/cache/apt"/*.bin
+    install -m 0755 "$here/images/$entrypoint" "$root/usr/local/bin/entrypoint"
+    tar -C "$root" -c . | docker import "$@" \
+        -c 'ENTRYPOINT ["/usr/local/bin/entrypoint"]' \
+        - "$image" >/dev/null
+    rm -rf "$root"
+}
+
 build_busybox
+build_database lifeboat-test/postgres:15 postgresql-15 postgres-entrypoint.sh \
+    -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'ENV PGDATA=/var/lib/postgresql/data' \
+    -c 'VOLUME /var/lib/postgresql/data'
+build_database lifeboat-test/mariadb:10.11 "mariadb-server mariadb-client" mariadb-entrypoint.sh \
+    -c 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'VOLUME /var/lib/mysql'
+build_database lifeboat-test/redis:7 redis-server redis-entrypoint.sh \
+    -c 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'VOLUME /data'
 log "images ready"

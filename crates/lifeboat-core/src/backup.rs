@@ -214,7 +214,7 @@ async fn run(
             let log = log.clone();
             tokio::task::spawn_blocking(move || -> Result<SnapshotInfo> {
                 let source = HostSource::new(&root, root_name, log.clone(), progress)
-                    .map_err(|e| Error::Other(e.display_log()))?;
+                    .map_err(Error::Other)?;
                 repo.archive(&source, &request, || verdict(&log))
             })
             .await
@@ -291,7 +291,22 @@ async fn archive_from_engine(
         _ => HelperSource::Volume(target.name.clone()),
     };
     let size = target_size(target);
+    // Mounting a volume that no longer exists makes the engine create it,
+    // empty: a backup of that stand-in would become the latest snapshot.
+    ensure_same_volume(engine, target, "").await?;
     let helper = engine.create_helper(&source, true).await?;
+    if let Err(e) = ensure_same_volume(
+        engine,
+        target,
+        " (the engine may have created an empty one for lifeboat's helper container)",
+    )
+    .await
+    {
+        if let Err(undo) = engine.remove_helper(&helper).await {
+            tracing::warn!("{undo}");
+        }
+        return Err(e);
+    }
     let base = PathBuf::from(HELPER_MOUNT);
     let reader = stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
     let spool = repo.settings().cache_dir.join("spool");
@@ -328,6 +343,27 @@ async fn archive_from_engine(
         }
     }
     archived?
+}
+
+/// Fails when a volume is gone or is no longer the one the inventory saw.
+async fn ensure_same_volume(engine: &Engine, target: &Target, note: &str) -> Result<()> {
+    if target.kind != MountKind::Volume {
+        return Ok(());
+    }
+    let now = engine.volume(&target.name).await?;
+    let same = match (&now, &target.created_at) {
+        (None, _) => false,
+        (Some(v), Some(created)) => v.created_at.as_ref() == Some(created),
+        (Some(_), None) => true,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "volume {} was removed or replaced since the inventory was taken{note}; not backing it up",
+            target.name
+        )))
+    }
 }
 
 /// Reads the content behind a hard link again. The engine holds a
@@ -385,5 +421,76 @@ impl BackupRun {
     /// How many targets failed.
     pub fn failures(&self) -> usize {
         self.targets.iter().filter(|t| !t.succeeded()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Read};
+
+    use rustic_core::repofile::{Metadata, Node, NodeType};
+    use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
+
+    use super::*;
+    use crate::repo::testing::{repo_in, request};
+    use crate::source::CheckedOpen;
+
+    /// Gives some bytes, then fails: a disk error in the middle of a file.
+    struct FailsMidway(Cursor<Vec<u8>>);
+
+    impl Read for FailsMidway {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("input/output error")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    struct OneBadFile(SharedLog);
+
+    impl ReadSource for OneBadFile {
+        type Open = CheckedOpen<FailsMidway>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Self::Open>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            let node = |name: &str, t| Node::new_node(name.as_ref(), t, Metadata::default());
+            let open = CheckedOpen::new(
+                FailsMidway(Cursor::new(vec![7u8; 100_000])),
+                PathBuf::from("/b/data"),
+                self.0.clone(),
+                Arc::new(TransferProgress::default()),
+            );
+            vec![
+                Ok(ReadSourceEntry {
+                    path: "/b".into(),
+                    node: node("v", NodeType::Dir),
+                    open: None,
+                }),
+                Ok(ReadSourceEntry {
+                    path: "/b/data".into(),
+                    node: node("data", NodeType::File),
+                    open: Some(open),
+                }),
+            ]
+            .into_iter()
+        }
+    }
+
+    #[test]
+    fn a_read_error_midway_leaves_no_snapshot() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let log = SharedLog::default();
+        let result = repo.archive(&OneBadFile(log.clone()), &request(), || verdict(&log));
+        let err = result.expect_err("a snapshot was published");
+        assert!(err.to_string().contains("/b/data"), "{err}");
+        assert!(err.to_string().contains("input/output error"), "{err}");
+        assert!(repo.snapshots()?.is_empty());
+        Ok(())
     }
 }

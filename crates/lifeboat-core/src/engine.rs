@@ -140,6 +140,17 @@ impl Engine {
         self.docker.client_version().to_string()
     }
 
+    /// Where the engine keeps its own data (`/var/lib/docker`), when it
+    /// says.
+    pub(crate) async fn data_root(&self) -> Result<Option<String>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| Error::engine("reading the engine's information", e))?;
+        Ok(info.docker_root_dir.filter(|d| !d.is_empty()))
+    }
+
     /// Every named volume of the engine.
     pub async fn volumes(&self) -> Result<Vec<EngineVolume>> {
         let list = self
@@ -368,8 +379,11 @@ impl Engine {
                 continue;
             };
             if host == this_host && crate::host::process_is_gone(pid) {
-                self.remove_helper(&Helper { id }).await?;
-                removed += 1;
+                // One that cannot be removed must not keep the others.
+                match self.remove_helper(&Helper { id }).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!("{e}"),
+                }
             }
         }
         Ok(removed)

@@ -65,3 +65,52 @@ pub(crate) fn apply_root_metadata(dir: &Path, node: &Node) -> Result<()> {
     }
     Ok(())
 }
+
+/// How a file on disk differs from its snapshot node in type, owner or
+/// permissions; `None` when it does not.
+pub(crate) fn differences(node: &Node, path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use rustic_core::repofile::NodeType;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let t = meta.file_type();
+    let type_ok = match &node.node_type {
+        NodeType::File => t.is_file(),
+        NodeType::Dir => t.is_dir(),
+        NodeType::Symlink { .. } => t.is_symlink(),
+        NodeType::Fifo => t.is_fifo(),
+        NodeType::Chardev { device } => t.is_char_device() && meta.rdev() == *device,
+        NodeType::Dev { device } => t.is_block_device() && meta.rdev() == *device,
+        // Sockets are recreated by whoever listens on them.
+        NodeType::Socket => return None,
+    };
+    if !type_ok {
+        return Some(format!("is not a {}", node.node_type));
+    }
+    if node.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(target) if target == node.node_type.to_link() => {}
+            Ok(target) => return Some(format!("points to {}", target.display())),
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+    if let Some(uid) = node.meta.uid
+        && meta.uid() != uid
+    {
+        return Some(format!("owner {} instead of {uid}", meta.uid()));
+    }
+    if let Some(gid) = node.meta.gid
+        && meta.gid() != gid
+    {
+        return Some(format!("group {} instead of {gid}", meta.gid()));
+    }
+    if !node.is_symlink()
+        && let Some(mode) = node.meta.mode
+    {
+        let want = unix_permissions(mode);
+        let have = meta.mode() & 0o7777;
+        if have != want {
+            return Some(format!("mode {have:o} instead of {want:o}"));
+        }
+    }
+    None
+}

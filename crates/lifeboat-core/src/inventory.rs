@@ -42,6 +42,9 @@ pub struct Inventory {
     pub engine: String,
     pub api_version: String,
     pub targets: Vec<Target>,
+    /// The containers the targets' users were found in, with their labels.
+    #[serde(skip)]
+    pub containers: Vec<EngineContainer>,
 }
 
 /// A volume, bind mount or tmpfs mount.
@@ -207,7 +210,7 @@ impl Target {
     }
 }
 
-fn is_host_system_path(path: &Path) -> bool {
+pub(crate) fn is_host_system_path(path: &Path) -> bool {
     HOST_SYSTEM_PATHS.iter().any(|p| path == Path::new(p))
         || ["/proc", "/sys", "/dev"]
             .iter()
@@ -232,6 +235,7 @@ pub async fn discover(engine: &Engine, options: InventoryOptions) -> Result<Inve
         engine: engine.host().to_string(),
         api_version: engine.api_version(),
         targets,
+        containers,
     })
 }
 
@@ -327,6 +331,35 @@ fn image_base(image: &str) -> String {
     last.split(':').next().unwrap_or(last).to_ascii_lowercase()
 }
 
+/// What a database container mounts: which database, and whether the
+/// mount is that database's data directory.
+pub(crate) fn database_mount(user: &MountUser) -> Option<(Content, bool)> {
+    let image = image_base(&user.image);
+    let dest = user.destination.trim_end_matches('/');
+    if ["postgres", "postgis", "timescaledb", "pgvector"]
+        .iter()
+        .any(|n| image.contains(n))
+    {
+        Some((Content::Postgres, dest.starts_with("/var/lib/postgresql")))
+    } else if image.contains("mariadb") {
+        Some((Content::Mariadb, dest == "/var/lib/mysql"))
+    } else if image.contains("mysql") || image.contains("percona") {
+        Some((Content::Mysql, dest == "/var/lib/mysql"))
+    } else if ["redis", "valkey", "keydb"]
+        .iter()
+        .any(|n| image.contains(n))
+    {
+        Some((Content::Redis, dest == "/data"))
+    } else if image.contains("mongo") {
+        Some((
+            Content::Mongo,
+            dest == "/data/db" || dest == "/data/configdb",
+        ))
+    } else {
+        None
+    }
+}
+
 /// Guesses what a target holds from its files (when readable), the images
 /// that mount it and where they mount it.
 pub(crate) fn guess_content(t: &Target) -> Content {
@@ -338,31 +371,8 @@ pub(crate) fn guess_content(t: &Target) -> Content {
     }
     let mut cache_hint = t.name.contains("cache");
     for u in &t.users {
-        let image = image_base(&u.image);
         let dest = u.destination.trim_end_matches('/');
-        let db = if ["postgres", "postgis", "timescaledb", "pgvector"]
-            .iter()
-            .any(|n| image.contains(n))
-        {
-            Some((Content::Postgres, dest.starts_with("/var/lib/postgresql")))
-        } else if image.contains("mariadb") {
-            Some((Content::Mariadb, dest == "/var/lib/mysql"))
-        } else if image.contains("mysql") || image.contains("percona") {
-            Some((Content::Mysql, dest == "/var/lib/mysql"))
-        } else if ["redis", "valkey", "keydb"]
-            .iter()
-            .any(|n| image.contains(n))
-        {
-            Some((Content::Redis, dest == "/data"))
-        } else if image.contains("mongo") {
-            Some((
-                Content::Mongo,
-                dest == "/data/db" || dest == "/data/configdb",
-            ))
-        } else {
-            None
-        };
-        match db {
+        match database_mount(u) {
             Some((content, true)) => return content,
             Some((_, false)) => {}
             None => {

@@ -16,6 +16,7 @@ pub mod backup;
 pub mod engine;
 pub mod error;
 pub mod inventory;
+pub mod plan;
 pub mod progress;
 pub mod repo;
 pub mod restore;

@@ -15,9 +15,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::{Aead, AeadInPlace};
@@ -34,6 +34,10 @@ const REFRESH: Duration = Duration::from_secs(5 * 60);
 
 /// After how long without a refresh a lock no longer counts.
 const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// After how long without a successful refresh lifeboat considers its own
+/// lock lost: well before others may call it stale and prune under it.
+const LOST_AFTER: Duration = Duration::from_secs(20 * 60);
 
 /// A lock file's content, as restic writes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +140,18 @@ fn cipher(key: &MasterKey) -> Aes256CtrPoly1305Aes {
 pub(crate) struct LockGuard {
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
+    refreshed: Arc<Mutex<Instant>>,
+}
+
+impl LockGuard {
+    /// Whether the lock is still held: refreshed recently enough that
+    /// nobody can have judged it stale.
+    pub(crate) fn is_held(&self) -> bool {
+        self.refreshed
+            .lock()
+            .map(|t| t.elapsed() < LOST_AFTER)
+            .unwrap_or(false)
+    }
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -174,13 +190,16 @@ pub(crate) fn lock_shared(
     let (stop, stopped) = mpsc::channel::<()>();
     let repo_dir = repo_dir.to_path_buf();
     let key = key.clone();
+    let refreshed = Arc::new(Mutex::new(Instant::now()));
+    let last = refreshed.clone();
     let refresher = std::thread::Builder::new()
         .name("lifeboat-lock".into())
-        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, &stopped))
+        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, &stopped, &last))
         .map_err(|e| Error::Other(format!("cannot start the lock refresher: {e}")))?;
     Ok(Some(LockGuard {
         stop: Some(stop),
         refresher: Some(refresher),
+        refreshed,
     }))
 }
 
@@ -198,6 +217,7 @@ fn refresh_until_stopped(
     key: &MasterKey,
     mut current: PathBuf,
     stop: &mpsc::Receiver<()>,
+    refreshed: &Mutex<Instant>,
 ) {
     // Anything but a timeout means the guard is gone.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(REFRESH) {
@@ -205,6 +225,9 @@ fn refresh_until_stopped(
             Ok(fresh) => {
                 let _ = std::fs::remove_file(&current);
                 current = fresh;
+                if let Ok(mut t) = refreshed.lock() {
+                    *t = Instant::now();
+                }
             }
             Err(e) => tracing::warn!("refreshing the repository lock: {e}"),
         }

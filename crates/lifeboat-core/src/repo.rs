@@ -398,7 +398,7 @@ impl Repo {
         let archived = indexed.archive(&options, source, snap, std::slice::from_ref(&request.base));
         self.router.route(Arc::new(TransferProgress::default()));
         let verdict = match archived {
-            Ok(snap) => accept().map(|()| snap),
+            Ok(snap) => accept().and_then(|()| self.still_locked()).map(|()| snap),
             Err(e) => Err(one_line(&e)),
         };
         match verdict {
@@ -411,6 +411,24 @@ impl Repo {
                 Err(Error::Other(reason))
             }
         }
+    }
+
+    /// Whether the lock taken at opening is still held; a backup whose lock
+    /// lapsed may have had its data pruned under it.
+    fn still_locked(&self) -> std::result::Result<(), String> {
+        match &self._lock {
+            Some(lock) if !lock.is_held() => Err(format!(
+                "the lock on {} could not be refreshed for too long: another program may have pruned data this backup relies on; not publishing the snapshot",
+                self.settings.location
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether lifeboat holds a lock on the repository (it can only lock
+    /// local repositories).
+    pub fn is_locked(&self) -> bool {
+        self._lock.is_some()
     }
 
     /// Opens the repository with its full index, for reading file content.
@@ -574,6 +592,57 @@ impl RepoReader {
         crate::fsmeta::apply_root_metadata(dest, root)
     }
 
+    /// Checks what a restore wrote against the snapshot: the type, owner,
+    /// permissions and size of every entry, and the root's own. The
+    /// repository library only logs a failed chown or chmod, and a volume
+    /// restored with the wrong owners (a database that will not start)
+    /// must not be reported as restored.
+    pub(crate) fn verify_restored(&self, root: &Node, dest: &Path) -> Result<()> {
+        let mut problems = Vec::new();
+        let mut check = |path: &Path, node: &Node| -> Result<()> {
+            let on_disk = dest.join(path);
+            let shown = if path.as_os_str().is_empty() {
+                dest.display().to_string()
+            } else {
+                path.display().to_string()
+            };
+            let meta = match std::fs::symlink_metadata(&on_disk) {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push(format!("{shown}: {e}"));
+                    return Ok(());
+                }
+            };
+            if let Some(problem) = crate::fsmeta::differences(node, &on_disk, &meta) {
+                problems.push(format!("{shown}: {problem}"));
+            } else if node.is_file() && meta.len() != self.content_length(node)? {
+                problems.push(format!(
+                    "{shown}: {} bytes instead of {}",
+                    meta.len(),
+                    self.content_length(node)?
+                ));
+            }
+            Ok(())
+        };
+        check(Path::new(""), root)?;
+        for entry in self.walk(root)? {
+            let entry = entry?;
+            check(&entry.path, &entry.node)?;
+        }
+        match problems.as_slice() {
+            [] => Ok(()),
+            [first, ..] => Err(Error::Other(format!(
+                "the restore into {} does not match the snapshot: {first}{}",
+                dest.display(),
+                if problems.len() > 1 {
+                    format!(" (and {} more)", problems.len() - 1)
+                } else {
+                    String::new()
+                }
+            ))),
+        }
+    }
+
     /// The number of bytes of a file's content, from the index (the size in
     /// the node's metadata may differ when the file changed while it was
     /// read).
@@ -606,6 +675,58 @@ impl RepoReader {
     }
 }
 
+/// How much content is read from the repository at a time.
+const READ_PIECE: usize = 1 << 20;
+
+impl RepoReader {
+    /// A reader of a file's content, `length` bytes long.
+    pub(crate) fn file_reader(&self, node: &Node, length: u64) -> Result<FileReader<'_>> {
+        Ok(FileReader {
+            reader: self,
+            file: self.open_file(node)?,
+            offset: 0,
+            length,
+            piece: bytes::Bytes::new(),
+        })
+    }
+}
+
+/// Reads a file's content from the repository, piece by piece.
+pub(crate) struct FileReader<'a> {
+    reader: &'a RepoReader,
+    file: rustic_core::vfs::OpenFile,
+    offset: u64,
+    length: u64,
+    piece: bytes::Bytes,
+}
+
+impl std::io::Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.piece.is_empty() {
+            if self.offset >= self.length {
+                return Ok(0);
+            }
+            let want = usize::try_from((self.length - self.offset).min(READ_PIECE as u64))
+                .unwrap_or(READ_PIECE);
+            self.piece = self
+                .reader
+                .read_at(&self.file, self.offset, want)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if self.piece.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the repository holds less content than its index says",
+                ));
+            }
+            self.offset += self.piece.len() as u64;
+        }
+        let n = buf.len().min(self.piece.len());
+        buf[..n].copy_from_slice(&self.piece[..n]);
+        bytes::Buf::advance(&mut self.piece, n);
+        Ok(n)
+    }
+}
+
 /// Counts of a snapshot's tree.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct TreeSummary {
@@ -621,18 +742,28 @@ pub struct TreeSummary {
 /// requires; a held snapshot that is dropped leaves only unreferenced data.
 struct SnapshotGate {
     inner: Arc<dyn WriteBackend>,
-    held: Mutex<Option<Vec<(Id, bool, rustic_core::BytesList)>>>,
+    held: Mutex<Option<Vec<HeldSnapshot>>>,
 }
 
+/// A snapshot file waiting at the gate: its id, whether it may be cached,
+/// and its content.
+type HeldSnapshot = (Id, bool, rustic_core::BytesList);
+
 impl SnapshotGate {
+    /// The held snapshots. A panic elsewhere while the lock was taken must
+    /// not open the gate, so a poisoned lock is used as it is.
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Vec<HeldSnapshot>>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn hold(&self) {
-        if let Ok(mut held) = self.held.lock() {
-            *held = Some(Vec::new());
-        }
+        *self.held() = Some(Vec::new());
     }
 
     fn release(&self, publish: bool) -> RusticResult<()> {
-        let held = self.held.lock().ok().and_then(|mut h| h.take());
+        let held = self.held().take();
         if publish {
             for (id, cacheable, content) in held.into_iter().flatten() {
                 self.inner
@@ -689,8 +820,7 @@ impl WriteBackend for SnapshotGate {
         content: rustic_core::BytesList,
     ) -> RusticResult<()> {
         if tpe == rustic_core::FileType::Snapshot
-            && let Ok(mut held) = self.held.lock()
-            && let Some(held) = held.as_mut()
+            && let Some(held) = self.held().as_mut()
         {
             held.push((*id, cacheable, content));
             return Ok(());
@@ -754,6 +884,36 @@ impl RusticProgress for BytesProgress {
     fn finish(&self) {}
 }
 
+/// A repository in a temporary directory and a request to archive into
+/// it, for tests of the modules that write snapshots.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) fn repo_in(dir: &Path) -> Repo {
+        let settings = RepoSettings {
+            location: dir.join("repo").display().to_string(),
+            is_default: false,
+            password: PasswordSource::Value("test".into()),
+            options: BTreeMap::new(),
+            cache_dir: dir.join("cache"),
+        };
+        Repo::init(&settings).expect("init").0
+    }
+
+    /// Entries below `/b`, the root named `v`.
+    pub(crate) fn request() -> ArchiveRequest {
+        ArchiveRequest {
+            base: PathBuf::from("/b"),
+            snapshot_path: PathBuf::from("/volumes/v"),
+            tags: vec!["lifeboat".into(), "volume=v".into()],
+            description: None,
+            use_parent: false,
+            progress: Arc::new(TransferProgress::default()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
@@ -793,27 +953,7 @@ mod tests {
         }
     }
 
-    fn repo_in(dir: &Path) -> Repo {
-        let settings = RepoSettings {
-            location: dir.join("repo").display().to_string(),
-            is_default: false,
-            password: PasswordSource::Value("test".into()),
-            options: BTreeMap::new(),
-            cache_dir: dir.join("cache"),
-        };
-        Repo::init(&settings).expect("init").0
-    }
-
-    fn request() -> ArchiveRequest {
-        ArchiveRequest {
-            base: PathBuf::from("/b"),
-            snapshot_path: PathBuf::from("/volumes/v"),
-            tags: vec!["lifeboat".into(), "volume=v".into()],
-            description: None,
-            use_parent: false,
-            progress: Arc::new(TransferProgress::default()),
-        }
-    }
+    use super::testing::{repo_in, request};
 
     #[test]
     fn a_rejected_source_publishes_no_snapshot() -> Result<()> {

@@ -152,18 +152,29 @@ pub async fn restore(
     };
 
     // Check the snapshot before touching the target.
-    let tree = {
+    let (tree, root_is_dir) = {
         let repo = repo.clone();
         let snapshot = snapshot.clone();
         let path = spec.snapshot_path();
         blocking(move || {
             let reader = repo.reader()?;
             let root = reader.root(&snapshot, &path.to_string_lossy())?;
-            reader.check_tree(&root)
+            Ok((reader.check_tree(&root)?, root.is_dir()))
         })
         .await?
     };
-
+    if !root_is_dir {
+        return Err(Error::BadRequest(format!(
+            "snapshot {} holds a single file ({}): restoring single-file bind mounts is not supported yet; `restic dump {} {}` writes it out",
+            snapshot.short_id,
+            spec.name,
+            snapshot.short_id,
+            spec.snapshot_path().display()
+        )));
+    }
+    if dest_kind == TargetKind::Bind {
+        refuse_protected_path(engine, Path::new(&dest_name)).await?;
+    }
     refuse_if_running(engine, dest_kind, &dest_name).await?;
     let destination = prepare(engine, &spec, dest_kind, &dest_name).await?;
     let created = matches!(destination, Destination::Volume { created: true, .. });
@@ -171,15 +182,25 @@ pub async fn restore(
 
     let outcome = async {
         let empty = is_empty(engine, &destination, writer).await?;
-        let mut previous_content = None;
+        let previous_content = None;
         if !empty {
             if !request.force {
                 return Err(Error::BadRequest(format!(
                     "{dest_name} is not empty; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
                 )));
             }
-            previous_content = Some(snapshot_current(engine, repo, dest_kind, &dest_name).await?);
-            clear(engine, &destination, writer).await?;
+            let previous = snapshot_current(engine, repo, dest_kind, &dest_name).await?;
+            let undo = |e: Error| {
+                Error::Other(format!(
+                    "{e}; the previous content of {dest_name} is in snapshot {id}: `lifeboat restore {id} --volume {dest_name} --force` puts it back",
+                    id = previous.short_id
+                ))
+            };
+            clear(engine, &destination, writer).await.map_err(undo)?;
+            write(engine, repo, &snapshot, &spec, &destination, writer, progress)
+                .await
+                .map_err(undo)?;
+            return Ok(Some(previous));
         }
         write(engine, repo, &snapshot, &spec, &destination, writer, progress).await?;
         Ok(previous_content)
@@ -207,9 +228,34 @@ pub async fn restore(
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Other(format!("restore task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        // The repository library stops with a panic on some write errors
+        // (a full disk among them).
+        Error::Other(format!(
+            "the restore stopped unexpectedly ({e}); is the target's disk full or read-only?"
+        ))
+    })?
+}
+
+/// Refuses to restore into the host's system directories or into the
+/// engine's own storage (a volume is restored by its name, not its path).
+async fn refuse_protected_path(engine: &Engine, path: &Path) -> Result<()> {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if crate::inventory::is_host_system_path(&resolved) {
+        return Err(Error::BadRequest(format!(
+            "refusing to restore into {}: it is part of the host system; restore into a new directory",
+            path.display()
+        )));
+    }
+    if let Some(root) = engine.data_root().await?
+        && resolved.starts_with(&root)
+    {
+        return Err(Error::BadRequest(format!(
+            "refusing to restore into {}: it is inside the engine's storage ({root}); restore a volume by its name with --to NAME",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Restoring under a running container corrupts what it is doing, and what
@@ -219,18 +265,21 @@ async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &str) -> Res
         TargetKind::Volume => MountKind::Volume,
         TargetKind::Bind => MountKind::Bind,
     };
+    // A directory is in use when any running container's mount, of any
+    // kind, is it, holds it or lies inside it.
+    let overlaps = |source: &str| {
+        let (a, b) = (Path::new(source), Path::new(name));
+        a.starts_with(b) || b.starts_with(a)
+    };
     let running: Vec<String> = engine
         .containers()
         .await?
         .into_iter()
         .filter(|c| {
             c.running
-                && c.mounts.iter().any(|m| {
-                    m.kind == mount_kind
-                        && match kind {
-                            TargetKind::Volume => m.name.as_deref() == Some(name),
-                            TargetKind::Bind => m.source.as_deref() == Some(name),
-                        }
+                && c.mounts.iter().any(|m| match kind {
+                    TargetKind::Volume => m.kind == mount_kind && m.name.as_deref() == Some(name),
+                    TargetKind::Bind => m.source.as_deref().is_some_and(overlaps),
                 })
         })
         .map(|c| c.name)
@@ -321,19 +370,28 @@ async fn is_empty(engine: &Engine, destination: &Destination, writer: Reader) ->
         .create_helper(&helper_source(destination), true)
         .await?;
     let result = async {
+        // The archive of an empty directory is a few kilobytes; anything
+        // bigger holds files, and anything unreadable counts as not empty.
+        const EMPTY_AT_MOST: usize = 64 << 10;
         let mut stream = Box::pin(engine.download(&helper, &format!("{HELPER_MOUNT}/.")));
-        let mut head = Vec::new();
-        while head.len() < 2048 {
-            match stream.next().await {
-                Some(chunk) => head.extend_from_slice(&chunk?),
-                None => break,
+        let mut archive_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive_bytes.extend_from_slice(&chunk?);
+            if archive_bytes.len() > EMPTY_AT_MOST {
+                return Ok(false);
             }
         }
-        let mut archive = tar::Archive::new(head.as_slice());
-        let entries = archive
-            .entries()
-            .map_err(|e| Error::Other(format!("reading the target's listing: {e}")))?;
-        let count = entries.take(2).filter(|e| e.is_ok()).count();
+        let mut archive = tar::Archive::new(archive_bytes.as_slice());
+        let Ok(entries) = archive.entries() else {
+            return Ok(false);
+        };
+        let mut count = 0;
+        for entry in entries {
+            if entry.is_err() {
+                return Ok(false);
+            }
+            count += 1;
+        }
         Ok(count <= 1)
     }
     .await;
@@ -418,7 +476,7 @@ async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Re
         ));
     };
     engine.remove_volume(&volume.name).await.map_err(|e| {
-        Error::BadRequest(format!(
+        Error::Other(format!(
             "{} cannot be emptied through the engine while containers reference it ({e}); restore into a new volume with --to NAME",
             volume.name
         ))
@@ -452,7 +510,8 @@ async fn write(
             blocking(move || {
                 let reader = repo.reader()?;
                 let root = reader.root(&snapshot, &path)?;
-                reader.restore_to_dir(&root, &dir, progress)
+                reader.restore_to_dir(&root, &dir, progress)?;
+                reader.verify_restored(&root, &dir)
             })
             .await
         }
@@ -475,12 +534,13 @@ async fn write(
             };
             let stream = tokio_stream_from(rx);
             let uploaded = engine.upload(&helper, "/", stream).await;
-            let produced = producer
-                .await
-                .map_err(|e| Error::Other(format!("restore task failed: {e}")))?;
+            let produced = producer.await;
             if let Err(e) = engine.remove_helper(&helper).await {
                 tracing::warn!("{e}");
             }
+            let produced = produced.map_err(|e| {
+                Error::Other(format!("writing the archive for the engine stopped: {e}"))
+            })?;
             // The producer's error says why first (a repository problem);
             // the upload's says what the engine saw.
             produced?;

@@ -55,12 +55,25 @@ fn io_error_of(err: &RusticError) -> Option<&std::io::Error> {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             return Some(io);
         }
+        // The walker's errors do not expose their cause as a source.
+        if let Some(io) = c
+            .downcast_ref::<ignore::Error>()
+            .and_then(ignore::Error::io_error)
+        {
+            return Some(io);
+        }
         cause = c.source();
     }
     None
 }
 
-/// A reader that records its errors and counts its bytes.
+fn record_vanished(log: &SharedLog, path: &Path) {
+    if let Ok(mut log) = log.lock() {
+        log.vanished.push(path.display().to_string());
+    }
+}
+
+/// A reader that records its errors.
 pub(crate) struct CheckedReader<R> {
     inner: R,
     path: PathBuf,
@@ -70,17 +83,36 @@ pub(crate) struct CheckedReader<R> {
 impl<R: Read> Read for CheckedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.inner.read(buf).inspect_err(|e| {
-            record_fatal(&self.log, format!("{}: {e}", self.path.display()));
+            // The chunker retries an interrupted read.
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                record_fatal(&self.log, format!("{}: {e}", self.path.display()));
+            }
         })
     }
 }
 
-/// Opens a file of the wrapped source, recording failures.
+/// Opens a file of the engine-archive source, recording failures.
 pub(crate) struct CheckedOpen<O> {
     inner: O,
     path: PathBuf,
     log: SharedLog,
     progress: Arc<TransferProgress>,
+}
+
+impl<O> CheckedOpen<O> {
+    pub(crate) fn new(
+        inner: O,
+        path: PathBuf,
+        log: SharedLog,
+        progress: Arc<TransferProgress>,
+    ) -> Self {
+        Self {
+            inner,
+            path,
+            log,
+            progress,
+        }
+    }
 }
 
 impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
@@ -95,20 +127,9 @@ impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
                 log: self.log,
             }),
             Err(err) => {
-                let vanished =
-                    io_error_of(&err).is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-                if let Ok(mut log) = self.log.lock() {
-                    if vanished {
-                        log.vanished.push(self.path.display().to_string());
-                    } else {
-                        log.fatal.push(format!(
-                            "{}: {}",
-                            self.path.display(),
-                            io_error_of(&err)
-                                .map_or_else(|| err.display_log(), ToString::to_string)
-                        ));
-                    }
-                }
+                let cause =
+                    io_error_of(&err).map_or_else(|| err.display_log(), ToString::to_string);
+                record_fatal(&self.log, format!("{}: {cause}", self.path.display()));
                 Err(err)
             }
         }
@@ -116,32 +137,69 @@ impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
 }
 
 /// A volume read straight from its host path.
+///
+/// The walk of the repository library lists the files; opening them is
+/// ours, because its plain `open` follows symbolic links. A container that
+/// swaps a file, or a directory above it, for a link to `/etc` between the
+/// walk and the open would otherwise get host files into its volume's
+/// backup. Files are opened relative to a descriptor of the volume root
+/// without following any link (`openat2` with `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_SYMLINKS`; `O_NOFOLLOW` on kernels before 5.6), and must be
+/// the inode the walk saw. A file that is not is treated as one that
+/// vanished: the file listed is gone, and what replaced it is not read.
 pub(crate) struct HostSource {
     inner: LocalSource,
     root: PathBuf,
+    /// The directory files are opened relative to: the root, or its parent
+    /// when the root is a single file.
+    anchor: Arc<std::os::fd::OwnedFd>,
+    anchor_path: PathBuf,
+    root_is_dir: bool,
     root_name: OsString,
     log: SharedLog,
     progress: Arc<TransferProgress>,
 }
 
 impl HostSource {
-    /// `root` is the directory to read; `root_name` the name its own node
-    /// gets in the snapshot (the last part of the snapshot path).
+    /// `root` is the directory (or single file) to read; `root_name` the
+    /// name its own node gets in the snapshot (the last part of the
+    /// snapshot path).
     pub(crate) fn new(
         root: &Path,
         root_name: OsString,
         log: SharedLog,
         progress: Arc<TransferProgress>,
-    ) -> RusticResult<Self> {
+    ) -> Result<Self, String> {
+        let root = std::fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let root_is_dir = root.is_dir();
+        let anchor_path = if root_is_dir {
+            root.clone()
+        } else {
+            root.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"))
+        };
+        let anchor = nix::fcntl::open(
+            &anchor_path,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("{}: {e}", anchor_path.display()))?;
         let inner = LocalSource::new(
             LocalSourceSaveOptions::default(),
             &rustic_core::Excludes::default(),
             &rustic_core::LocalSourceFilterOptions::default(),
-            &[root],
-        )?;
+            &[&root],
+        )
+        .map_err(|e| e.display_log())?;
         Ok(Self {
             inner,
-            root: root.to_path_buf(),
+            root,
+            anchor: Arc::new(anchor),
+            anchor_path,
+            root_is_dir,
             root_name,
             log,
             progress,
@@ -151,7 +209,7 @@ impl HostSource {
     /// The node of the root directory itself. The walker of the repository
     /// library skips it, but its owner and mode matter: a PostgreSQL data
     /// directory that comes back as root:root 0755 does not start.
-    fn root_entry(&self) -> RusticResult<ReadSourceEntry<<LocalSource as ReadSource>::Open>> {
+    fn root_entry(&self) -> RusticResult<ReadSourceEntry<HostOpen>> {
         let walk_error = |detail: String| {
             RusticError::new(
                 ErrorKind::InputOutput,
@@ -178,7 +236,78 @@ impl HostSource {
     }
 }
 
-type HostOpen = CheckedOpen<<LocalSource as ReadSource>::Open>;
+/// Opens one file of a [`HostSource`], safely (see there).
+pub(crate) struct HostOpen {
+    anchor: Arc<std::os::fd::OwnedFd>,
+    relative: PathBuf,
+    path: PathBuf,
+    inode: u64,
+    log: SharedLog,
+    progress: Arc<TransferProgress>,
+}
+
+/// Opens `relative` below `anchor` without following any symbolic link.
+fn open_beneath(anchor: &std::os::fd::OwnedFd, relative: &Path) -> nix::Result<std::fs::File> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = match nix::fcntl::openat2(anchor, relative, how) {
+        Err(nix::errno::Errno::ENOSYS) => {
+            nix::fcntl::openat(anchor, relative, flags, nix::sys::stat::Mode::empty())?
+        }
+        other => other?,
+    };
+    Ok(std::fs::File::from(fd))
+}
+
+impl ReadSourceOpen for HostOpen {
+    type Reader = CheckedReader<std::fs::File>;
+
+    fn open(self) -> RusticResult<Self::Reader> {
+        use std::os::unix::fs::MetadataExt;
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+        let gone = |why: &str| {
+            RusticError::new(ErrorKind::InputOutput, "`{path}` {why}")
+                .attach_context("path", self.path.display().to_string())
+                .attach_context("why", why.to_string())
+        };
+        let file = match open_beneath(&self.anchor, &self.relative) {
+            Ok(f) => f,
+            // Gone, or now a link (or below one): what the walk listed is
+            // not there any more.
+            Err(
+                nix::errno::Errno::ENOENT
+                | nix::errno::Errno::ELOOP
+                | nix::errno::Errno::ENOTDIR
+                | nix::errno::Errno::EXDEV,
+            ) => {
+                record_vanished(&self.log, &self.path);
+                return Err(gone("vanished or was replaced by a link"));
+            }
+            Err(e) => {
+                record_fatal(&self.log, format!("{}: {}", self.path.display(), e.desc()));
+                return Err(gone(e.desc()));
+            }
+        };
+        match file.metadata() {
+            Ok(m) if m.ino() == self.inode && m.is_file() => Ok(CheckedReader {
+                inner: file,
+                path: self.path,
+                log: self.log,
+            }),
+            Ok(_) => {
+                record_vanished(&self.log, &self.path);
+                Err(gone("was replaced by another file"))
+            }
+            Err(e) => {
+                record_fatal(&self.log, format!("{}: {e}", self.path.display()));
+                Err(gone("could not be examined"))
+            }
+        }
+    }
+}
 
 impl ReadSource for HostSource {
     type Open = HostOpen;
@@ -195,31 +324,46 @@ impl ReadSource for HostSource {
     fn entries(&self) -> Self::Iter {
         let log = self.log.clone();
         let progress = self.progress.clone();
-        let root = self
-            .root_entry()
-            .inspect_err(|err| record_fatal(&log, err.display_log()));
-        let rest = self.inner.entries().map(move |entry| match entry {
-            Ok(ReadSourceEntry { path, node, open }) => Ok(ReadSourceEntry {
-                open: open.map(|inner| CheckedOpen {
-                    inner,
+        let anchor = self.anchor.clone();
+        let anchor_path = self.anchor_path.clone();
+        let rest = self.inner.entries().filter_map(move |entry| match entry {
+            Ok(ReadSourceEntry { path, node, open }) => {
+                let open = open.map(|_| HostOpen {
+                    anchor: anchor.clone(),
+                    relative: path
+                        .strip_prefix(&anchor_path)
+                        .unwrap_or(&path)
+                        .to_path_buf(),
                     path: path.clone(),
+                    inode: node.meta.inode,
                     log: log.clone(),
                     progress: progress.clone(),
-                }),
-                path,
-                node,
-            }),
+                });
+                Some(Ok(ReadSourceEntry { path, node, open }))
+            }
             Err(err) => {
-                record_fatal(&log, err.display_log());
-                Err(err)
+                // The walker looks metadata up lazily: an entry removed
+                // since its directory was listed is a vanished file.
+                if io_error_of(&err).is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+                    if let Ok(mut l) = log.lock() {
+                        l.vanished.push(err.display_log());
+                    }
+                } else {
+                    record_fatal(&log, err.display_log());
+                }
+                // Dropped here rather than by the repository library, which
+                // would only log it.
+                None
             }
         });
-        let root = std::iter::once(root.map(|e| ReadSourceEntry {
-            path: e.path,
-            node: e.node,
-            open: None,
-        }));
-        Box::new(root.chain(rest))
+        if !self.root_is_dir {
+            // A single file: the walker yields it as its only entry.
+            return Box::new(rest);
+        }
+        let root = self
+            .root_entry()
+            .inspect_err(|err| record_fatal(&self.log, err.display_log()));
+        Box::new(std::iter::once(root).chain(rest))
     }
 }
 
@@ -255,7 +399,7 @@ impl ReadSourceOpen for Payload {
     }
 }
 
-type ArchiveItem = RusticResult<ReadSourceEntry<Payload>>;
+type ArchiveItem = RusticResult<ReadSourceEntry<CheckedOpen<Payload>>>;
 
 /// A volume read from the engine's archive stream.
 ///
@@ -266,7 +410,22 @@ type ArchiveItem = RusticResult<ReadSourceEntry<Payload>>;
 /// `QUEUE_DEPTH × MEMORY_LIMIT` whatever the volume holds.
 pub(crate) struct ArchiveSource {
     entries: Mutex<Option<mpsc::Receiver<ArchiveItem>>>,
+    parser: Mutex<Option<std::thread::JoinHandle<()>>>,
     size: Option<u64>,
+}
+
+impl Drop for ArchiveSource {
+    /// Waits for the parser: it may be reading a hard link's content
+    /// through a second helper container, which the caller removes after
+    /// this source is gone. Dropping the receiver first makes it stop.
+    fn drop(&mut self) {
+        if let Ok(mut rx) = self.entries.lock() {
+            rx.take();
+        }
+        if let Some(parser) = self.parser.lock().ok().and_then(|mut p| p.take()) {
+            let _ = parser.join();
+        }
+    }
 }
 
 /// Fetches the content of one file again, for hard links: the archive
@@ -309,23 +468,28 @@ impl ArchiveSource {
         let spawned = std::thread::Builder::new()
             .name("lifeboat-archive".into())
             .spawn(move || parser.run(stream, &tx));
-        if let Err(e) = spawned {
-            // Without a parser the entries end at once: that must not read
-            // as an empty volume.
-            record_fatal(
-                &log,
-                format!("cannot start reading the archive stream: {e}"),
-            );
-        }
+        let parser = match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // Without a parser the entries end at once: that must not
+                // read as an empty volume.
+                record_fatal(
+                    &log,
+                    format!("cannot start reading the archive stream: {e}"),
+                );
+                None
+            }
+        };
         Self {
             entries: Mutex::new(Some(rx)),
+            parser: Mutex::new(parser),
             size,
         }
     }
 }
 
 impl ReadSource for ArchiveSource {
-    type Open = Payload;
+    type Open = CheckedOpen<Payload>;
     type Iter = Box<dyn Iterator<Item = ArchiveItem> + Send>;
 
     fn size(&self) -> RusticResult<Option<u64>> {
@@ -476,7 +640,7 @@ impl TarParser {
         &mut self,
         mut entry: tar::Entry<'_, impl Read>,
         inode: u64,
-    ) -> Result<Option<ReadSourceEntry<Payload>>, String> {
+    ) -> Result<Option<ReadSourceEntry<CheckedOpen<Payload>>>, String> {
         let raw_path = entry.path_bytes().into_owned();
         let parts = archive_components(&raw_path)?;
         let header = entry.header().clone();
@@ -490,9 +654,19 @@ impl TarParser {
             tar::EntryType::Char => Kind::CharDevice,
             tar::EntryType::Block => Kind::BlockDevice,
             tar::EntryType::Fifo => Kind::Fifo,
-            // Headers that describe other entries are folded in by the tar
-            // reader; anything else is not a file.
-            _ => return Ok(None),
+            // Global headers describe the archive, not a file.
+            tar::EntryType::XGlobalHeader => return Ok(None),
+            // Anything else (sparse or vendor entries) would be a file left
+            // out without a word.
+            other => {
+                return Err(hostile(
+                    &raw_path,
+                    &format!(
+                        "unsupported archive entry type {:?}",
+                        other.as_byte() as char
+                    ),
+                ));
+            }
         };
         if parts.is_empty() && kind != Kind::Dir {
             return Err(hostile(
@@ -589,7 +763,9 @@ impl TarParser {
                         String::from_utf8_lossy(&joined)
                     )
                 })?;
-                meta.size = payload_len(&payload);
+                meta.size = payload_len(&payload).map_err(|e| {
+                    format!("measuring {:?}: {e}", String::from_utf8_lossy(&target_key))
+                })?;
                 let mut node = node_from_tar(&name, Kind::File, &meta);
                 node.meta.inode = target_inode;
                 (node, Some(payload))
@@ -617,6 +793,9 @@ impl TarParser {
             node.meta.device_id = 1;
             node.meta.links = 2;
         }
+        let open = open.map(|inner| {
+            CheckedOpen::new(inner, path.clone(), self.log.clone(), self.progress.clone())
+        });
         Ok(Some(ReadSourceEntry { path, node, open }))
     }
 
@@ -625,10 +804,10 @@ impl TarParser {
     }
 }
 
-fn payload_len(p: &Payload) -> u64 {
+fn payload_len(p: &Payload) -> std::io::Result<u64> {
     match p {
-        Payload::Memory(b) => b.len() as u64,
-        Payload::Spooled(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+        Payload::Memory(b) => Ok(b.len() as u64),
+        Payload::Spooled(f) => f.metadata().map(|m| m.len()),
     }
 }
 
@@ -678,6 +857,99 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file entry named `name` of a host source over `dir`.
+    fn host_entry(dir: &Path, name: &str, log: &SharedLog) -> ReadSourceEntry<HostOpen> {
+        let source = HostSource::new(
+            dir,
+            OsString::from("vol"),
+            log.clone(),
+            Arc::new(TransferProgress::default()),
+        )
+        .expect("source");
+        source
+            .entries()
+            .filter_map(Result::ok)
+            .find(|e| e.path.ends_with(name))
+            .expect("entry")
+    }
+
+    fn read_through(entry: ReadSourceEntry<HostOpen>) -> Option<Vec<u8>> {
+        let mut data = Vec::new();
+        entry.open?.open().ok()?.read_to_end(&mut data).ok()?;
+        Some(data)
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_after_the_walk_is_not_read() -> std::io::Result<()> {
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("secret"), b"host secret")?;
+        let volume = tempfile::tempdir()?;
+        std::fs::write(volume.path().join("f"), b"volume data")?;
+        std::fs::create_dir(volume.path().join("d"))?;
+        std::fs::write(volume.path().join("d/g"), b"more data")?;
+        let log = SharedLog::default();
+
+        // The file itself becomes a link.
+        let entry = host_entry(volume.path(), "f", &log);
+        std::fs::remove_file(volume.path().join("f"))?;
+        std::os::unix::fs::symlink(outside.path().join("secret"), volume.path().join("f"))?;
+        assert_eq!(read_through(entry), None, "read through a swapped-in link");
+
+        // A directory above it becomes a link to a place with a file of
+        // the same name.
+        let entry = host_entry(volume.path(), "d/g", &log);
+        std::fs::write(outside.path().join("g"), b"host file")?;
+        std::fs::remove_dir_all(volume.path().join("d"))?;
+        std::os::unix::fs::symlink(outside.path(), volume.path().join("d"))?;
+        assert_eq!(
+            read_through(entry),
+            None,
+            "read through a swapped-in directory link"
+        );
+
+        let log = std::mem::take(&mut *log.lock().expect("log"));
+        assert_eq!(log.vanished.len(), 2, "{:?}", log.vanished);
+        assert!(log.fatal.is_empty(), "{:?}", log.fatal);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_replaced_by_another_is_not_read_as_the_first() -> std::io::Result<()> {
+        let volume = tempfile::tempdir()?;
+        std::fs::write(volume.path().join("f"), b"old")?;
+        let log = SharedLog::default();
+        let entry = host_entry(volume.path(), "f", &log);
+        std::fs::write(volume.path().join("new"), b"new content")?;
+        std::fs::rename(volume.path().join("new"), volume.path().join("f"))?;
+        assert_eq!(read_through(entry), None);
+        assert_eq!(log.lock().expect("log").vanished.len(), 1);
+
+        // Unchanged, it reads.
+        let entry = host_entry(volume.path(), "f", &log);
+        assert_eq!(read_through(entry).as_deref(), Some(&b"new content"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn read_errors_are_fatal_but_interruptions_are_not() {
+        struct Failing(std::io::ErrorKind);
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(self.0.into())
+            }
+        }
+        let log = SharedLog::default();
+        for kind in [std::io::ErrorKind::Interrupted, std::io::ErrorKind::Other] {
+            let mut r = CheckedReader {
+                inner: Failing(kind),
+                path: PathBuf::from("f"),
+                log: log.clone(),
+            };
+            let _ = r.read(&mut [0u8; 8]);
+        }
+        assert_eq!(log.lock().expect("log").fatal.len(), 1);
+    }
 
     fn parse(tar_bytes: Vec<u8>) -> (Vec<ArchiveItem>, ReadLog) {
         let log = SharedLog::default();

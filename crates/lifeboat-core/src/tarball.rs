@@ -7,7 +7,7 @@
 //! tar archive and are left out (they are recreated by whoever listens).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,9 +19,6 @@ use crate::error::{Error, Result};
 use crate::node::{split_dev, unix_permissions, xattrs_of};
 use crate::progress::TransferProgress;
 use crate::repo::RepoReader;
-
-/// How much content is read from the repository at a time.
-const READ_PIECE: usize = 1 << 20;
 
 /// Writes `root` as the directory `prefix` and the tree below it to `out`.
 ///
@@ -126,7 +123,9 @@ fn append_node<W: Write>(
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(length);
-            let content = ContentReader::new(reader, node, length)?;
+            let content = reader
+                .file_reader(node, length)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             builder.append_data(&mut header, path, content)
         }
         NodeType::Symlink { .. } => {
@@ -186,57 +185,6 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     record.extend_from_slice(value);
     record.push(b'\n');
     record
-}
-
-/// Reads a file's content from the repository, piece by piece.
-struct ContentReader<'a> {
-    reader: &'a RepoReader,
-    file: rustic_core::vfs::OpenFile,
-    offset: u64,
-    length: u64,
-    piece: Bytes,
-}
-
-impl<'a> ContentReader<'a> {
-    fn new(reader: &'a RepoReader, node: &Node, length: u64) -> std::io::Result<Self> {
-        let file = reader
-            .open_file(node)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Self {
-            reader,
-            file,
-            offset: 0,
-            length,
-            piece: Bytes::new(),
-        })
-    }
-}
-
-impl Read for ContentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.piece.is_empty() {
-            if self.offset >= self.length {
-                return Ok(0);
-            }
-            let want = usize::try_from((self.length - self.offset).min(READ_PIECE as u64))
-                .unwrap_or(READ_PIECE);
-            self.piece = self
-                .reader
-                .read_at(&self.file, self.offset, want)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            if self.piece.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the repository holds less content than its index says",
-                ));
-            }
-            self.offset += self.piece.len() as u64;
-        }
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece[..n]);
-        bytes::Buf::advance(&mut self.piece, n);
-        Ok(n)
-    }
 }
 
 /// A writer that hands its bytes, in pieces, to an async consumer.

@@ -47,6 +47,12 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
         return Ok(crate::exit::SUCCESS);
     }
     let repo = super::open_or_create_repo(global.repo_settings()).await?;
+    if !repo.is_locked() && !global.json {
+        eprintln!(
+            "lifeboat: note: {} is not on this host's file system and is not locked; do not prune it with restic while lifeboat writes to it",
+            repo.location()
+        );
+    }
 
     let mut results = Vec::with_capacity(targets.len());
     for target in &targets {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use lifeboat_core::progress::TransferProgress;
 use lifeboat_core::restore::{RestoreRequest, restore};
@@ -47,7 +48,22 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
     let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
     let report = restore(&engine, &repo, &request, progress).await;
     display.finish();
-    let report = report?;
+    let report = report.with_context(|| {
+        format!(
+            "restoring {}{}{}",
+            request.snapshot,
+            request
+                .target
+                .as_deref()
+                .map(|t| format!(" of {t}"))
+                .unwrap_or_default(),
+            request
+                .to
+                .as_deref()
+                .map(|t| format!(" into {t}"))
+                .unwrap_or_default()
+        )
+    })?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -160,3 +160,66 @@ fn a_backup_where_some_volumes_fail_is_partial() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("FAILED"), "{}", run.stderr);
 }
+
+#[test]
+fn restore_refuses_system_paths_engine_storage_and_directories_in_use() {
+    let env = TestEnv::new("bad-restore-to");
+    env.init();
+    let volume = env.volume("data", &[]);
+    env.busybox(&[format!("{volume}:/v")], "echo x > /v/f").ok();
+    env.lifeboat(&["backup", &volume]).ok();
+
+    for target in ["/etc", "/", "/usr"] {
+        let run = env.lifeboat(&[
+            "restore", "latest", "--volume", &volume, "--to", target, "--force",
+        ]);
+        assert_eq!(run.code, 2, "{target}: {}", run.stderr);
+        assert!(run.stderr.contains("host system"), "{}", run.stderr);
+    }
+    let storage = crate::support::mountpoint(&volume);
+    let run = env.lifeboat(&[
+        "restore",
+        "latest",
+        "--volume",
+        &volume,
+        "--to",
+        &storage.to_string_lossy(),
+        "--force",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("engine's storage"), "{}", run.stderr);
+
+    // A directory a running container bind-mounts (here: its parent).
+    let dir = env.dir.path().join("served");
+    std::fs::create_dir(&dir).expect("dir");
+    env.container(
+        "web",
+        &[
+            "-v",
+            &format!("{}:/srv", env.dir.path().display()),
+            crate::support::BUSYBOX,
+            "sleep",
+            "300",
+        ],
+        true,
+    );
+    let run = env.lifeboat(&[
+        "restore",
+        "latest",
+        "--volume",
+        &volume,
+        "--to",
+        &dir.to_string_lossy(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("in use by running container"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        0,
+        "a refused restore wrote"
+    );
+}

@@ -23,6 +23,12 @@ fn bind_mounts_round_trip_through_both_readers() {
     std::fs::create_dir(&source).expect("bind source");
     let source_arg = source.to_string_lossy().to_string();
     env.busybox(&[format!("{source_arg}:/v")], TREE).ok();
+    let status = std::process::Command::new("setfattr")
+        .args(["-n", "user.origin", "-v", "camera"])
+        .arg(source.join("uploads/2026/a.jpg"))
+        .status()
+        .expect("setfattr");
+    assert!(status.success());
     // The engine knows a bind mount through a container that has it.
     env.container(
         "app",
@@ -59,6 +65,7 @@ fn bind_mounts_round_trip_through_both_readers() {
         env.lifeboat(&["restore", &id, "--to", &target_arg]).ok();
         assert_eq!(listing(&env, &target_arg, times), original, "via {via}");
         if via == "host" {
+            assert!(xattrs(&source).contains("user.origin"));
             assert_eq!(xattrs(&target), xattrs(&source));
         }
     }

@@ -81,6 +81,12 @@ pub fn xattrs(dir: &Path) -> String {
         .current_dir(dir)
         .output()
         .expect("getfattr");
+    assert!(
+        out.status.success(),
+        "getfattr in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -278,4 +284,41 @@ fn restore_refuses_a_non_empty_volume_unless_forced_and_can_be_undone() {
     env.lifeboat(&["restore", &previous, "--volume", &volume, "--force"])
         .ok();
     assert_eq!(read(&env), before);
+}
+
+#[test]
+fn forced_restore_through_the_engine_recreates_the_volume() {
+    let env = TestEnv::new("rt-force-engine");
+    env.init();
+    let volume = env.volume("data", &["keep=me"]);
+    env.busybox(&[format!("{volume}:/v")], "echo first > /v/state")
+        .ok();
+    env.lifeboat(&["backup", &volume]).ok();
+    env.busybox(
+        &[format!("{volume}:/v")],
+        "echo second > /v/state; echo new > /v/extra",
+    )
+    .ok();
+
+    let refused = env.lifeboat(&["restore", "latest", "--volume", &volume, "--via", "engine"]);
+    assert_eq!(
+        refused.code, 2,
+        "the engine saw an empty volume: {}",
+        refused.stderr
+    );
+
+    let report = env
+        .lifeboat(&[
+            "restore", "latest", "--volume", &volume, "--via", "engine", "--force", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["writer"], "engine");
+    assert!(report["previous_content"]["id"].is_string());
+    let content = env
+        .busybox(&[format!("{volume}:/v:ro")], "cat /v/state; ls /v")
+        .ok()
+        .stdout;
+    assert_eq!(content, "first\nstate\n");
+    assert_eq!(labels(&volume), "{\"keep\":\"me\"}\n");
 }

@@ -178,7 +178,7 @@ impl Drop for TestEnv {
         for c in self.containers.borrow().iter() {
             let _ = Command::new("docker").args(["rm", "-f", "-v", c]).output();
         }
-        // Helper containers lifeboat left behind would keep volumes busy.
+        // Volumes last: a container still using one would keep it.
         for v in self.volumes.borrow().iter() {
             let _ = Command::new("docker")
                 .args(["volume", "rm", "-f", v])

@@ -36,6 +36,12 @@ fi
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# An image is current when its recipe label matches the recipe's hash:
+# changing an entrypoint or a package list rebuilds the image.
+image_current() {
+    [ "$(docker image inspect -f '{{index .Config.Labels "lifeboat.test.recipe"}}' "$1" 2>/dev/null)" = "$2" ]
+}
+
 build_busybox() {
     image=lifeboat-test/busybox:1
     if image_exists "$image"; then
@@ -80,7 +86,8 @@ base_rootfs() {
 build_database() {
     image=$1 packages=$2 entrypoint=$3
     shift 3
-    if image_exists "$image"; then
+    recipe=$(printf '%s %s\n' "$packages" "$*" | cat - "$here/images/$entrypoint" | sha256sum | cut -c1-16)
+    if image_current "$image" "$recipe"; then
         return
     fi
     log "building $image"
@@ -105,9 +112,12 @@ build_database() {
     rm -rf "$root/var/lib/apt/lists"/* "$root/var/cache/apt"/*.bin
     install -m 0755 "$here/images/$entrypoint" "$root/usr/local/bin/entrypoint"
     tar -C "$root" -c . | docker import "$@" \
+        -c "LABEL lifeboat.test.recipe=$recipe" \
         -c 'ENTRYPOINT ["/usr/local/bin/entrypoint"]' \
         - "$image" >/dev/null
     rm -rf "$root"
+    # The image this one replaced, if any, is now untagged.
+    docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
 }
 
 build_busybox

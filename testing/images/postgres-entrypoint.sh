@@ -24,9 +24,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     rm -f "$pwfile"
     if [ "$POSTGRES_DB" != "postgres" ]; then
-        as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
-        as_postgres createdb -U "$POSTGRES_USER" "$POSTGRES_DB"
+        # The temporary server listens on a private socket: clients waiting
+        # for the real one must not mistake it for that.
+        init_socket=$(mktemp -d)
+        chown postgres "$init_socket"
+        as_postgres pg_ctl -D "$PGDATA" -w start \
+            -o "-c listen_addresses='' -c unix_socket_directories=$init_socket" >/dev/null
+        as_postgres createdb -h "$init_socket" -U "$POSTGRES_USER" "$POSTGRES_DB"
         as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+        rm -rf "$init_socket"
     fi
 fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups \

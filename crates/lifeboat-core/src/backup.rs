@@ -14,9 +14,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::dump::DumpSource;
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{Inventory, Target};
+use crate::plan::{Database, PlannedTarget, Strategy};
 use crate::progress::TransferProgress;
 use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
 use crate::source::{
@@ -53,6 +55,8 @@ pub enum ReaderChoice {
 pub struct TargetBackup {
     pub kind: MountKind,
     pub name: String,
+    /// How the target was backed up, when it went through a plan.
+    pub strategy: Option<Strategy>,
     pub reader: Option<Reader>,
     /// The snapshot written, when the backup succeeded.
     pub snapshot: Option<SnapshotInfo>,
@@ -120,18 +124,7 @@ pub async fn backup_target(
     progress: Arc<TransferProgress>,
 ) -> TargetBackup {
     let started = Instant::now();
-    let mut result = TargetBackup {
-        kind: target.kind,
-        name: target.name.clone(),
-        reader: None,
-        snapshot: None,
-        files: 0,
-        bytes: 0,
-        bytes_added: 0,
-        seconds: 0.0,
-        vanished: Vec::new(),
-        error: None,
-    };
+    let mut result = TargetBackup::new(target);
     let outcome = run(
         engine,
         repo,
@@ -142,19 +135,146 @@ pub async fn backup_target(
         &mut result,
     )
     .await;
-    match outcome {
-        Ok(snapshot) => {
-            if let Some(summary) = &snapshot.file.summary {
-                result.files = summary.total_files_processed;
-                result.bytes = summary.total_bytes_processed;
-                result.bytes_added = summary.data_added_packed;
-            }
-            result.snapshot = Some(snapshot);
+    result.complete(outcome, started)
+}
+
+/// Backs up one target by its plan: its database's dump, or its files.
+/// Never fails as a whole: the error, if any, is in the result.
+pub async fn backup_planned(
+    engine: &Engine,
+    repo: &Repo,
+    planned: &PlannedTarget,
+    choice: ReaderChoice,
+    progress: Arc<TransferProgress>,
+) -> TargetBackup {
+    let started = Instant::now();
+    let mut result = TargetBackup::new(&planned.target);
+    result.strategy = Some(planned.strategy);
+    let tag = format!("strategy={}", planned.strategy);
+    let outcome = match planned.strategy {
+        Strategy::Live => {
+            run(
+                engine,
+                repo,
+                &planned.target,
+                choice,
+                &[tag],
+                progress,
+                &mut result,
+            )
+            .await
         }
-        Err(e) => result.error = Some(e.to_string()),
+        Strategy::Dump => dump(engine, repo, planned, progress).await,
+        Strategy::Stop => Err(Error::BadRequest(format!(
+            "{}: the stop strategy is not available in this version; back it up with --strategy live or dump",
+            planned.name
+        ))),
+    };
+    result.complete(outcome, started)
+}
+
+impl TargetBackup {
+    fn new(target: &Target) -> Self {
+        Self {
+            kind: target.kind,
+            name: target.name.clone(),
+            strategy: None,
+            reader: None,
+            snapshot: None,
+            files: 0,
+            bytes: 0,
+            bytes_added: 0,
+            seconds: 0.0,
+            vanished: Vec::new(),
+            error: None,
+        }
     }
-    result.seconds = started.elapsed().as_secs_f64();
-    result
+
+    fn complete(mut self, outcome: Result<SnapshotInfo>, started: Instant) -> Self {
+        match outcome {
+            Ok(snapshot) => {
+                if let Some(summary) = &snapshot.file.summary {
+                    self.files = summary.total_files_processed;
+                    self.bytes = summary.total_bytes_processed;
+                    self.bytes_added = summary.data_added_packed;
+                }
+                self.snapshot = Some(snapshot);
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+        self.seconds = started.elapsed().as_secs_f64();
+        self
+    }
+}
+
+/// Dumps the database that keeps its data in the target.
+async fn dump(
+    engine: &Engine,
+    repo: &Repo,
+    planned: &PlannedTarget,
+    progress: Arc<TransferProgress>,
+) -> Result<SnapshotInfo> {
+    if let Some(problem) = &planned.problem {
+        return Err(Error::Other(problem.clone()));
+    }
+    let from = planned
+        .dump
+        .as_ref()
+        .ok_or_else(|| Error::Other(format!("{}: nothing to dump from", planned.name)))?;
+    let mut spec = planned
+        .target
+        .spec()
+        .ok_or_else(|| Error::BadRequest(format!("{} cannot be dumped", planned.name)))?;
+    spec.extra_tags.push(format!("strategy={}", Strategy::Dump));
+    spec.extra_tags
+        .push(format!("database={}", from.database.dir_name()));
+    let snapshot_path = spec.snapshot_path();
+    let root_name: OsString = snapshot_path
+        .file_name()
+        .map(ToOwned::to_owned)
+        .unwrap_or_else(|| OsString::from("root"));
+    let log = SharedLog::default();
+    let request = ArchiveRequest {
+        base: PathBuf::from(crate::dump::DUMP_BASE),
+        snapshot_path,
+        tags: spec.to_tags(),
+        description: None,
+        use_parent: false,
+        label: Some(crate::dump::DUMP_LABEL.to_string()),
+        progress: progress.clone(),
+    };
+    match from.database {
+        Database::Postgres => {
+            let prepared = crate::dump::postgres::prepare(engine, from, &log, &progress).await?;
+            let source = DumpSource::new(root_name, Database::Postgres, prepared.files);
+            let repo = repo.clone();
+            let archived = tokio::task::spawn_blocking(move || {
+                repo.archive(&source, &request, || verdict(&log))
+            })
+            .await;
+            crate::dump::postgres::close(engine, prepared.sessions).await;
+            archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
+        }
+        Database::Redis => {
+            let prepared = crate::dump::redis::prepare(engine, from, &log, &progress).await?;
+            let source = DumpSource::new(root_name, Database::Redis, prepared.files);
+            let repo = repo.clone();
+            let archived = tokio::task::spawn_blocking(move || {
+                repo.archive(&source, &request, || verdict(&log))
+            })
+            .await;
+            crate::dump::redis::remove_pinned(engine, &from.container, &prepared.pinned).await;
+            archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
+        }
+        Database::Mariadb | Database::Mysql => {
+            let files = crate::dump::mysql::prepare(engine, from, &log, &progress).await?;
+            let source = DumpSource::new(root_name, from.database, files);
+            let repo = repo.clone();
+            tokio::task::spawn_blocking(move || repo.archive(&source, &request, || verdict(&log)))
+                .await
+                .map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
+        }
+    }
 }
 
 async fn run(
@@ -199,6 +319,7 @@ async fn run(
         snapshot_path,
         tags: spec.to_tags(),
         description: None,
+        label: None,
         use_parent: reader == Reader::Host,
         progress: progress.clone(),
     };

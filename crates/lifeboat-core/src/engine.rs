@@ -8,8 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
     ListContainersOptions, RemoveContainerOptions, UploadToContainerOptions,
@@ -109,6 +115,32 @@ pub(crate) enum HelperSource {
 pub(crate) struct Helper {
     pub(crate) id: String,
 }
+
+/// A piece of a command's output.
+#[derive(Debug)]
+pub(crate) enum ExecChunk {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// A command started inside a container.
+pub(crate) struct Exec {
+    pub(crate) id: String,
+    pub(crate) output: Pin<Box<dyn Stream<Item = Result<ExecChunk>> + Send>>,
+    /// The command's standard input, when it was asked for.
+    pub(crate) input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+}
+
+/// Everything a short command printed, and how it ended.
+#[derive(Debug)]
+pub(crate) struct ExecOutput {
+    pub(crate) exit_code: i64,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
+}
+
+/// How much of a short command's output is kept; the rest is dropped.
+const EXEC_OUTPUT_LIMIT: usize = 16 << 20;
 
 impl Engine {
     /// Connects to `DOCKER_HOST` (or the local socket) and negotiates the API
@@ -389,6 +421,120 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Starts `cmd` inside a running container, as its default user and
+    /// with its environment (which is where database credentials live:
+    /// they never pass through lifeboat).
+    pub(crate) async fn exec(&self, container: &str, cmd: &[String], stdin: bool) -> Result<Exec> {
+        let what = || {
+            format!(
+                "running {} in container {container}",
+                cmd.first().map_or("", |c| c)
+            )
+        };
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    cmd: Some(cmd.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let started = self
+            .docker
+            .clone()
+            .with_timeout(TRANSFER_TIMEOUT)
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| Error::engine(what(), e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Other(format!(
+                "{}: the engine did not attach",
+                what()
+            )));
+        };
+        let output = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    Some(Ok(ExecChunk::Stdout(message)))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(ExecChunk::Stderr(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(Error::engine("reading a command's output", e))),
+            }
+        });
+        Ok(Exec {
+            id: created.id,
+            output: Box::pin(output),
+            input: stdin.then_some(input),
+        })
+    }
+
+    /// The exit code of a finished command, waiting briefly for the engine
+    /// to notice the end.
+    pub(crate) async fn exec_exit_code(&self, exec_id: &str) -> Result<i64> {
+        for _ in 0..200 {
+            let inspected = self
+                .docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| Error::engine("inspecting a command", e))?;
+            if inspected.running != Some(true) {
+                return Ok(inspected.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(Error::Other(format!(
+            "command {exec_id} still running after its output ended"
+        )))
+    }
+
+    /// Runs a short command to the end, feeding it `stdin`, and collects
+    /// what it printed.
+    pub(crate) async fn exec_collect(
+        &self,
+        container: &str,
+        cmd: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput> {
+        let mut exec = self.exec(container, cmd, stdin.is_some()).await?;
+        if let (Some(data), Some(mut input)) = (stdin, exec.input.take()) {
+            use tokio::io::AsyncWriteExt;
+            input
+                .write_all(data)
+                .await
+                .and(input.shutdown().await)
+                .map_err(|e| Error::Other(format!("writing to a command in {container}: {e}")))?;
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        while let Some(chunk) = exec.output.next().await {
+            let (buffer, bytes) = match chunk? {
+                ExecChunk::Stdout(b) => (&mut stdout, b),
+                ExecChunk::Stderr(b) => (&mut stderr, b),
+            };
+            let room = EXEC_OUTPUT_LIMIT.saturating_sub(buffer.len());
+            buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        Ok(ExecOutput {
+            exit_code: self.exec_exit_code(&exec.id).await?,
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
     /// Streams `path` inside the helper as a tar archive.
     pub(crate) fn download(
         &self,
@@ -416,10 +562,21 @@ impl Engine {
         path: &str,
         tar: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     ) -> Result<()> {
+        self.upload_into(&helper.id, path, tar).await
+    }
+
+    /// Extracts a tar stream into `path` inside any container, running or
+    /// not, keeping the archive's owners.
+    pub(crate) async fn upload_into(
+        &self,
+        container: &str,
+        path: &str,
+        tar: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ) -> Result<()> {
         let docker = self.docker.clone().with_timeout(TRANSFER_TIMEOUT);
         docker
             .upload_to_container(
-                &helper.id,
+                container,
                 Some(UploadToContainerOptions {
                     path: path.to_string(),
                     copy_uidgid: Some("1".to_string()),
@@ -428,7 +585,36 @@ impl Engine {
                 bollard::body_try_stream(tar),
             )
             .await
-            .map_err(|e| Error::engine("writing into the volume through the engine", e))
+            .map_err(|e| {
+                Error::engine(
+                    format!("writing into {path} of {container} through the engine"),
+                    e,
+                )
+            })
+    }
+
+    /// Stops a container, giving it `grace` seconds before it is killed.
+    pub async fn stop_container(&self, container: &str, grace: i32) -> Result<()> {
+        self.docker
+            .clone()
+            .with_timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(0) + 60))
+            .stop_container(
+                container,
+                Some(bollard::query_parameters::StopContainerOptions {
+                    t: Some(grace),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| Error::engine(format!("stopping container {container}"), e))
+    }
+
+    /// Starts a container.
+    pub async fn start_container(&self, container: &str) -> Result<()> {
+        self.docker
+            .start_container(container, None)
+            .await
+            .map_err(|e| Error::engine(format!("starting container {container}"), e))
     }
 }
 

@@ -13,6 +13,7 @@
 //! threads and byte streams cross between the two through bounded channels.
 
 pub mod backup;
+pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod inventory;

@@ -166,6 +166,22 @@ pub struct TargetConfig {
 }
 
 impl Config {
+    /// The configuration: the file given, or lifeboat's default file
+    /// (`/etc/lifeboat/lifeboat.toml` as root) when it exists, or none.
+    pub fn find(explicit: Option<&std::path::Path>) -> Result<Self> {
+        if let Some(path) = explicit {
+            return Self::load(path);
+        }
+        let default = crate::paths::Dirs::for_current_user()
+            .config
+            .join("lifeboat.toml");
+        if default.exists() {
+            Self::load(&default)
+        } else {
+            Ok(Self::default())
+        }
+    }
+
     /// Reads a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -389,6 +389,9 @@ impl Repo {
             snap.tags.add(tag.clone());
         }
         snap.description = request.description.clone();
+        if let Some(label) = &request.label {
+            snap.label = label.clone();
+        }
         let options = BackupOptions::default()
             .as_path(request.snapshot_path.clone())
             .parent_opts(ParentOptions::default().force(!request.use_parent));
@@ -449,6 +452,10 @@ pub(crate) struct ArchiveRequest {
     pub(crate) snapshot_path: PathBuf,
     pub(crate) tags: Vec<String>,
     pub(crate) description: Option<String>,
+    /// The snapshot's label: snapshots of one path with different labels
+    /// never serve as each other's parent (a dump's files are not the
+    /// volume's files).
+    pub(crate) label: Option<String>,
     /// Whether unchanged files may be taken from the previous snapshot of
     /// the same path without reading them.
     pub(crate) use_parent: bool,
@@ -689,6 +696,34 @@ impl RepoReader {
             piece: bytes::Bytes::new(),
         })
     }
+
+    /// The whole content of a small file below `root` (a manifest).
+    pub(crate) fn read_small_file(&self, root: &Node, relative: &str) -> Result<Vec<u8>> {
+        let node = self
+            .repo
+            .node_from_path(
+                root.subtree.ok_or_else(|| {
+                    Error::Other("the snapshot's root is not a directory".to_string())
+                })?,
+                Path::new(relative),
+            )
+            .map_err(|e| self.error(&e))?;
+        let length = self.content_length(&node)?;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut self.file_reader(&node, length)?, &mut data)
+            .map_err(|e| Error::io(relative, e))?;
+        Ok(data)
+    }
+
+    /// The node of the file at `relative` below `root`.
+    pub(crate) fn node_below(&self, root: &Node, relative: &str) -> Result<Node> {
+        let tree = root
+            .subtree
+            .ok_or_else(|| Error::Other("the snapshot's root is not a directory".to_string()))?;
+        self.repo
+            .node_from_path(tree, Path::new(relative))
+            .map_err(|e| self.error(&e))
+    }
 }
 
 /// Reads a file's content from the repository, piece by piece.
@@ -908,6 +943,7 @@ pub(crate) mod testing {
             snapshot_path: PathBuf::from("/volumes/v"),
             tags: vec!["lifeboat".into(), "volume=v".into()],
             description: None,
+            label: None,
             use_parent: false,
             progress: Arc::new(TransferProgress::default()),
         }

@@ -19,6 +19,7 @@ use crate::backup::{Reader, ReaderChoice, backup_target};
 use crate::engine::{Engine, EngineVolume, HELPER_MOUNT, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
+use crate::plan::Database;
 use crate::progress::TransferProgress;
 use crate::repo::{Repo, SnapshotInfo, TreeSummary};
 use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
@@ -50,6 +51,134 @@ pub struct RestoreReport {
     pub writer: Reader,
     pub tree: TreeSummary,
     pub seconds: f64,
+}
+
+/// What to restore into a running database container.
+#[derive(Clone, Debug, Default)]
+pub struct DumpRestoreRequest {
+    /// A snapshot id (or a unique prefix), or `latest`.
+    pub snapshot: String,
+    /// The volume the dump was taken of.
+    pub target: Option<String>,
+    /// The running container to restore into.
+    pub into: String,
+    /// Only this database (for PostgreSQL and MariaDB/MySQL).
+    pub database: Option<String>,
+}
+
+/// What restoring a dump did.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpRestoreReport {
+    pub snapshot: SnapshotInfo,
+    pub container: String,
+    pub database: Database,
+    pub databases: Vec<crate::dump::RestoredDatabase>,
+    pub seconds: f64,
+}
+
+impl DumpRestoreReport {
+    /// Whether every restored table has the row count recorded at backup.
+    pub fn verified(&self) -> bool {
+        self.databases.iter().all(|d| d.mismatches.is_empty())
+    }
+}
+
+/// Restores a dump snapshot into a running database container with the
+/// database's own tools, and checks the row counts against those recorded
+/// at backup.
+pub async fn restore_dump(
+    engine: &Engine,
+    repo: &Repo,
+    request: &DumpRestoreRequest,
+    progress: Arc<TransferProgress>,
+) -> Result<DumpRestoreReport> {
+    let started = Instant::now();
+    let (snapshot, spec) = {
+        let repo = repo.clone();
+        let request = request.clone();
+        blocking(move || {
+            let snapshots = repo.snapshots()?;
+            resolve_snapshot(&snapshots, &request.snapshot, request.target.as_deref())
+        })
+        .await?
+    };
+    let database = match spec.extra("database") {
+        Some("postgres") => Database::Postgres,
+        Some("mariadb") => Database::Mariadb,
+        Some("mysql") => Database::Mysql,
+        Some("redis") => Database::Redis,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "restoring {other} dumps into a container is not supported in this version"
+            )));
+        }
+        None => {
+            return Err(Error::BadRequest(format!(
+                "snapshot {} holds files, not a database dump: restore it into a volume with --volume/--to",
+                snapshot.short_id
+            )));
+        }
+    };
+    let container = engine
+        .containers()
+        .await?
+        .into_iter()
+        .find(|c| c.name == request.into || c.id.starts_with(&request.into))
+        .ok_or_else(|| {
+            Error::BadRequest(format!("no container {} on this engine", request.into))
+        })?;
+    if !container.running {
+        return Err(Error::BadRequest(format!(
+            "container {} is not running: start it, then restore into it",
+            container.name
+        )));
+    }
+    let files = {
+        let repo = repo.clone();
+        let snapshot = snapshot.clone();
+        let path = spec.snapshot_path();
+        blocking(move || {
+            let reader = Arc::new(repo.reader()?);
+            let root = reader.root(&snapshot, &path.to_string_lossy())?;
+            Ok(crate::dump::DumpFiles {
+                reader,
+                root,
+                database,
+                progress,
+            })
+        })
+        .await?
+    };
+    let manifest = {
+        let files = files.clone();
+        blocking(move || files.manifest()).await?
+    };
+    let only = request.database.as_deref();
+    let databases = match database {
+        Database::Postgres => {
+            crate::dump::postgres::restore_into(engine, &container.name, &manifest, &files, only)
+                .await?
+        }
+        Database::Mariadb | Database::Mysql => {
+            crate::dump::mysql::restore_into(engine, &container.name, &manifest, &files, only)
+                .await?
+        }
+        Database::Redis => {
+            if only.is_some() {
+                return Err(Error::BadRequest(
+                    "--database does not apply to Redis: the RDB holds all its databases".into(),
+                ));
+            }
+            crate::dump::redis::restore_into(engine, &container.name, &manifest, &files).await?
+        }
+    };
+    Ok(DumpRestoreReport {
+        snapshot,
+        container: container.name,
+        database,
+        databases,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Finds the snapshot a request names. `latest` needs the target; an id may
@@ -144,6 +273,12 @@ pub async fn restore(
         })
         .await?
     };
+    if let Some(database) = spec.extra("database") {
+        return Err(Error::BadRequest(format!(
+            "snapshot {} holds dumps of a {database} database, not files: restore it into a running database container with --into CONTAINER",
+            snapshot.short_id
+        )));
+    }
     let dest_name = request.to.clone().unwrap_or_else(|| spec.name.clone());
     let dest_kind = if dest_name.starts_with('/') {
         TargetKind::Bind
@@ -532,7 +667,7 @@ async fn write(
                     crate::tarball::write_tree(&reader, &root, prefix, out, &progress)
                 })
             };
-            let stream = tokio_stream_from(rx);
+            let stream = crate::tarball::receiver_stream(rx);
             let uploaded = engine.upload(&helper, "/", stream).await;
             let produced = producer.await;
             if let Err(e) = engine.remove_helper(&helper).await {
@@ -547,12 +682,6 @@ async fn write(
             uploaded
         }
     }
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[cfg(test)]

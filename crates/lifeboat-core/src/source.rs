@@ -43,7 +43,7 @@ pub(crate) struct ReadLog {
 
 pub(crate) type SharedLog = Arc<Mutex<ReadLog>>;
 
-fn record_fatal(log: &SharedLog, message: String) {
+pub(crate) fn record_fatal(log: &SharedLog, message: String) {
     if let Ok(mut log) = log.lock() {
         log.fatal.push(message);
     }

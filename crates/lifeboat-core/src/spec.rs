@@ -44,6 +44,13 @@ pub struct TargetSpec {
 }
 
 impl TargetSpec {
+    /// The value of an extra `key=value` tag (`strategy`, `database`).
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.extra_tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// The path the target's root gets inside the snapshot tree:
     /// `/volumes/NAME` or `/binds/HOST/PATH`.
     pub fn snapshot_path(&self) -> PathBuf {

@@ -187,6 +187,13 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     record
 }
 
+/// The pieces a [`ChannelWriter`] sends, as a stream for the engine.
+pub(crate) fn receiver_stream(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 /// A writer that hands its bytes, in pieces, to an async consumer.
 pub(crate) struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,

@@ -1,11 +1,14 @@
-//! `lifeboat backup`: one snapshot per volume or bind mount.
+//! `lifeboat backup`: one snapshot per volume or bind mount, each by its
+//! strategy (dump, stop or live).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use lifeboat_core::backup::{BackupRun, backup_target, select_targets};
+use lifeboat_core::backup::{BackupRun, Reader, backup_planned, select_targets};
+use lifeboat_core::engine::MountKind;
 use lifeboat_core::inventory::{self, InventoryOptions};
+use lifeboat_core::plan::{self, Config, PlannedTarget, StrategyFlags};
 use lifeboat_core::progress::TransferProgress;
 
 use super::{Global, Via};
@@ -25,13 +28,24 @@ pub(crate) struct BackupArgs {
     #[arg(long)]
     all: bool,
 
-    /// How to read the files.
+    /// Override the strategy: `dump`, `stop` or `live` for every target,
+    /// or `TARGET=STRATEGY` for one (repeatable).
+    #[arg(long, value_name = "STRATEGY")]
+    strategy: Vec<String>,
+
+    /// Print the strategy of each target and why, and do nothing else.
+    #[arg(long)]
+    plan: bool,
+
+    /// How to read the files of live and stopped targets.
     #[arg(long, value_enum, default_value_t = Via::Auto)]
     via: Via,
 }
 
 pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
+    let flags = StrategyFlags::parse(&args.strategy)?;
+    let config = Config::find(global.config.as_deref())?;
     let engine = super::connect().await?;
     let inventory = inventory::discover(
         &engine,
@@ -42,7 +56,12 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     )
     .await?;
     let targets = select_targets(&inventory, &args.volumes, args.all)?;
-    if targets.is_empty() {
+    let planned = plan::plan(&inventory, &targets, &flags, &config);
+    if args.plan {
+        print_plan(global, &planned)?;
+        return Ok(crate::exit::SUCCESS);
+    }
+    if planned.is_empty() {
         eprintln!("lifeboat: nothing to back up: the engine has no volumes");
         return Ok(crate::exit::SUCCESS);
     }
@@ -54,20 +73,28 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
         );
     }
 
-    let mut results = Vec::with_capacity(targets.len());
-    for target in &targets {
+    let mut results = Vec::with_capacity(planned.len());
+    for target in &planned {
         let progress = Arc::new(TransferProgress::default());
         let display = ProgressDisplay::start(
             &format!("{} {}", kind_word(target.kind), target.name),
             progress.clone(),
             !global.json,
         );
-        let result = backup_target(&engine, &repo, target, args.via.into(), &[], progress).await;
+        let result = backup_planned(&engine, &repo, target, args.via.into(), progress).await;
         display.finish();
         if !global.json {
+            let how = match (result.strategy, result.reader) {
+                (Some(plan::Strategy::Dump), _) => "dump".to_string(),
+                (strategy, reader) => format!(
+                    "{}{}",
+                    strategy.map(|s| format!("{s}, ")).unwrap_or_default(),
+                    reader_word(reader)
+                ),
+            };
             match (&result.snapshot, &result.error) {
                 (Some(s), None) => eprintln!(
-                    "{} {}: snapshot {} ({} files, {}, {} new, {:.1}s, {} reader)",
+                    "{} {}: snapshot {} ({} files, {}, {} new, {:.1}s, {how})",
                     kind_word(result.kind),
                     result.name,
                     s.short_id,
@@ -75,7 +102,6 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
                     human_bytes(result.bytes),
                     human_bytes(result.bytes_added),
                     result.seconds,
-                    reader_word(result.reader),
                 ),
                 (_, error) => eprintln!(
                     "{} {}: FAILED: {}",
@@ -102,11 +128,14 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     if global.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
-        let mut table = Table::new(&["KIND", "NAME", "RESULT", "FILES", "SIZE", "ADDED", "TIME"]);
+        let mut table = Table::new(&[
+            "KIND", "NAME", "STRATEGY", "RESULT", "FILES", "SIZE", "ADDED", "TIME",
+        ]);
         for r in &run.targets {
             table.row(vec![
                 kind_word(r.kind).to_string(),
                 r.name.clone(),
+                r.strategy.map(|s| s.to_string()).unwrap_or_default(),
                 match &r.snapshot {
                     Some(s) if r.error.is_none() => format!("snapshot {}", s.short_id),
                     _ => "FAILED".to_string(),
@@ -130,18 +159,40 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     })
 }
 
-fn kind_word(kind: lifeboat_core::engine::MountKind) -> &'static str {
+fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> {
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(planned)?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["KIND", "NAME", "STRATEGY", "WHY"]);
+    for p in planned {
+        let why = match &p.problem {
+            Some(problem) => format!("{} -- PROBLEM: {problem}", p.reason),
+            None => p.reason.clone(),
+        };
+        table.row(vec![
+            kind_word(p.kind).to_string(),
+            p.name.clone(),
+            p.strategy.to_string(),
+            why,
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn kind_word(kind: MountKind) -> &'static str {
     match kind {
-        lifeboat_core::engine::MountKind::Volume => "volume",
-        lifeboat_core::engine::MountKind::Bind => "bind",
-        lifeboat_core::engine::MountKind::Tmpfs => "tmpfs",
+        MountKind::Volume => "volume",
+        MountKind::Bind => "bind",
+        MountKind::Tmpfs => "tmpfs",
     }
 }
 
-fn reader_word(reader: Option<lifeboat_core::backup::Reader>) -> &'static str {
+fn reader_word(reader: Option<Reader>) -> &'static str {
     match reader {
-        Some(lifeboat_core::backup::Reader::Host) => "host-path",
-        Some(lifeboat_core::backup::Reader::Engine) => "engine-archive",
-        None => "no",
+        Some(Reader::Host) => "host-path reader",
+        Some(Reader::Engine) => "engine-archive reader",
+        None => "not read",
     }
 }

@@ -70,6 +70,11 @@ pub(crate) struct Global {
     )]
     password: Option<String>,
 
+    /// The configuration file (default: lifeboat.toml in lifeboat's
+    /// configuration directory, /etc/lifeboat as root, when it exists).
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,

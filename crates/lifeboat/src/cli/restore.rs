@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use lifeboat_core::engine::Engine;
 use lifeboat_core::progress::TransferProgress;
-use lifeboat_core::restore::{RestoreRequest, restore};
+use lifeboat_core::repo::Repo;
+use lifeboat_core::restore::{DumpRestoreRequest, RestoreRequest, restore, restore_dump};
 
 use super::{Global, Via};
 use crate::output::{ProgressDisplay, human_bytes};
@@ -29,6 +31,16 @@ pub(crate) struct RestoreArgs {
     #[arg(long)]
     force: bool,
 
+    /// Restore a database dump into this running container, with the
+    /// database's own tools; the restored row counts are checked against
+    /// those recorded at backup.
+    #[arg(long, value_name = "CONTAINER", conflicts_with_all = ["to", "force"])]
+    into: Option<String>,
+
+    /// With --into: restore only this database.
+    #[arg(long, value_name = "NAME", requires = "into")]
+    database: Option<String>,
+
     /// How to write the files.
     #[arg(long, value_enum, default_value_t = Via::Auto)]
     via: Via,
@@ -37,6 +49,15 @@ pub(crate) struct RestoreArgs {
 pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
     let engine = super::connect().await?;
     let repo = super::open_repo(global.repo_settings()).await?;
+    if let Some(into) = args.into {
+        let request = DumpRestoreRequest {
+            snapshot: args.snapshot,
+            target: args.volume,
+            into,
+            database: args.database,
+        };
+        return restore_dump_into(global, &engine, &repo, &request).await;
+    }
     let request = RestoreRequest {
         snapshot: args.snapshot,
         target: args.volume,
@@ -93,4 +114,61 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         );
     }
     Ok(crate::exit::SUCCESS)
+}
+
+async fn restore_dump_into(
+    global: &Global,
+    engine: &Engine,
+    repo: &Repo,
+    request: &DumpRestoreRequest,
+) -> anyhow::Result<u8> {
+    let progress = Arc::new(TransferProgress::default());
+    let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
+    let report = restore_dump(engine, repo, request, progress).await;
+    display.finish();
+    let report = report.with_context(|| {
+        format!(
+            "restoring {} into container {}",
+            request.snapshot, request.into
+        )
+    })?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for d in &report.databases {
+            if let Some(keys) = d.keys {
+                eprintln!(
+                    "{}: restored, {keys} keys{}",
+                    d.name,
+                    if d.mismatches.is_empty() {
+                        ", as recorded at backup".to_string()
+                    } else {
+                        format!(" -- DIFFERS: {}", d.mismatches.join("; "))
+                    }
+                );
+            } else if d.mismatches.is_empty() {
+                eprintln!(
+                    "database {}: restored, {} table(s) with the row counts recorded at backup",
+                    d.name, d.tables_checked
+                );
+            } else {
+                eprintln!(
+                    "database {}: restored, but {} of {} table(s) differ from the backup: {}",
+                    d.name,
+                    d.mismatches.len(),
+                    d.tables_checked,
+                    d.mismatches.join("; ")
+                );
+            }
+        }
+        eprintln!(
+            "restored snapshot {} into container {} ({:.1}s)",
+            report.snapshot.short_id, report.container, report.seconds
+        );
+    }
+    Ok(if report.verified() {
+        crate::exit::SUCCESS
+    } else {
+        crate::exit::FAILURE
+    })
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod bad_input;
 mod binds;
+mod databases;
 mod inventory;
 mod locks;
 mod roundtrip;

@@ -190,6 +190,62 @@ impl Drop for TestEnv {
     }
 }
 
+/// A database container of one of the test images, with its data in a
+/// named volume of this test; returns (container, volume) once it accepts
+/// connections.
+impl TestEnv {
+    pub fn database(
+        &self,
+        what: &str,
+        image: &str,
+        data_path: &str,
+        env: &[&str],
+        args: &[&str],
+    ) -> (String, String) {
+        let volume = self.volume(&format!("{what}-data"), &[]);
+        let mut all: Vec<String> = vec!["-v".into(), format!("{volume}:{data_path}")];
+        for e in env {
+            all.push("-e".into());
+            all.push((*e).to_string());
+        }
+        all.push(image.into());
+        all.extend(args.iter().map(|a| (*a).to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let container = self.container(what, &all, true);
+        let ready = match image {
+            i if i.contains("postgres") => "pg_isready -q",
+            i if i.contains("mariadb") => "mariadb-admin ping --silent",
+            _ => "redis-cli ping | grep -q PONG",
+        };
+        let start = std::time::Instant::now();
+        while docker(&["exec", &container, "sh", "-c", ready]).code != 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(90),
+                "{container} did not come up: {}",
+                docker(&["logs", &container]).stderr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        (container, volume)
+    }
+}
+
+/// Runs the docker CLI with `input` on its standard input.
+pub fn docker_with_input(args: &[&str], input: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("write to docker");
+    }
+    Run::from(child.wait_with_output().expect("docker ends"))
+}
+
 /// Runs the docker CLI.
 pub fn docker(args: &[&str]) -> Run {
     Run::from(

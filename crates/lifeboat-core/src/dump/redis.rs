@@ -1,0 +1,464 @@
+//! Redis: a point-in-time RDB. `BGSAVE`, wait for it to finish, pin the
+//! file it wrote with a hard link (a later save replaces the name, not the
+//! pinned file), check it and count its keys with `redis-check-rdb`, and
+//! stream it into the repository.
+//!
+//! Restoring swaps the RDB with a restart. When the append-only file is on,
+//! Redis loads that file and not the RDB at start, so the restore writes the
+//! RDB as the append-only file's base as well (Redis 7 keeps an RDB base in
+//! its append-only directory; older versions read an append-only file that
+//! is an RDB).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, run, shell};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::plan::{Database, DumpFrom};
+use crate::progress::TransferProgress;
+use crate::source::SharedLog;
+
+/// Sets the client's password from the container's environment (the
+/// variables the common images use), then runs the command.
+const WITH_CREDENTIALS: &str = r#"pw="${REDIS_PASSWORD:-}"
+if [ -z "$pw" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -r "$REDIS_PASSWORD_FILE" ]; then
+  pw="$(cat "$REDIS_PASSWORD_FILE")"
+fi
+if [ -n "$pw" ]; then export REDISCLI_AUTH="$pw"; fi
+exec "$@""#;
+
+/// The dump's file name in the snapshot.
+pub(crate) const RDB_FILE: &str = "dump.rdb";
+
+/// How long a background save may take.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+fn cli(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["redis-cli", "--raw"];
+    all.extend_from_slice(args);
+    shell(WITH_CREDENTIALS, &all)
+}
+
+async fn cli_output(engine: &Engine, container: &str, args: &[&str]) -> Result<String> {
+    let out = run(engine, container, &cli(args), "redis-cli").await?;
+    let text = String::from_utf8_lossy(&out).trim().to_string();
+    // redis-cli reports server errors on its standard output.
+    if text.starts_with("ERR") || text.starts_with("NOAUTH") || text.starts_with("WRONGPASS") {
+        return Err(Error::Other(format!(
+            "redis-cli {} in container {container}: {text}",
+            args.join(" ")
+        )));
+    }
+    Ok(text)
+}
+
+/// The value of a configuration parameter.
+async fn config(engine: &Engine, container: &str, name: &str) -> Result<String> {
+    let text = cli_output(engine, container, &["CONFIG", "GET", name]).await?;
+    Ok(text.lines().nth(1).unwrap_or_default().to_string())
+}
+
+/// A field of `INFO persistence`.
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(field)?.strip_prefix(':'))
+}
+
+/// What the backup needs to run a Redis dump.
+pub(crate) struct Prepared {
+    pub(crate) files: Vec<(String, DumpOpen)>,
+    /// The hard link pinning the saved file; remove it after.
+    pub(crate) pinned: String,
+}
+
+/// Saves, pins, checks and describes the RDB.
+pub(crate) async fn prepare(
+    engine: &Engine,
+    from: &DumpFrom,
+    log: &SharedLog,
+    progress: &Arc<TransferProgress>,
+) -> Result<Prepared> {
+    let container = &from.container;
+    let dir = config(engine, container, "dir").await?;
+    let file = config(engine, container, "dbfilename").await?;
+    if dir.is_empty() || file.is_empty() {
+        return Err(Error::Other(format!(
+            "redis in container {container} did not say where it saves (dir {dir:?}, dbfilename {file:?})"
+        )));
+    }
+    save(engine, container).await?;
+
+    let pinned = format!("{dir}/.lifeboat-{}.rdb", crate::random_hex(6));
+    let source = format!("{dir}/{file}");
+    run(
+        engine,
+        container,
+        &[
+            "ln".into(),
+            "-f".into(),
+            "--".into(),
+            source.clone(),
+            pinned.clone(),
+        ],
+        "pinning the saved RDB",
+    )
+    .await?;
+    let checked = run(
+        engine,
+        container,
+        &["redis-check-rdb".to_string(), pinned.clone()],
+        "redis-check-rdb",
+    )
+    .await;
+    let keys = match checked {
+        Ok(out) => parse_check(&String::from_utf8_lossy(&out)),
+        Err(e) => {
+            remove_pinned(engine, container, &pinned).await;
+            return Err(e);
+        }
+    };
+    let Some(keys) = keys else {
+        remove_pinned(engine, container, &pinned).await;
+        return Err(Error::Other(format!(
+            "redis-check-rdb in container {container} did not find the saved RDB sound"
+        )));
+    };
+    let version = cli_output(engine, container, &["INFO", "server"]).await?;
+    let manifest = DumpManifest {
+        database: Some(Database::Redis),
+        container: container.clone(),
+        image: from.image.clone(),
+        data_path: from.data_path.clone(),
+        server_version: info_field(&version, "redis_version")
+            .unwrap_or_default()
+            .to_string(),
+        counts: "exact: keys in the saved RDB, as redis-check-rdb read them".into(),
+        databases: vec![DatabaseDump {
+            name: "redis".into(),
+            file: RDB_FILE.into(),
+            tables: BTreeMap::new(),
+            keys: Some(keys),
+        }],
+        settings: BTreeMap::new(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    let files = vec![
+        (
+            RDB_FILE.to_string(),
+            DumpOpen::Command(Box::new(CommandOpen {
+                engine: engine.clone(),
+                handle: tokio::runtime::Handle::current(),
+                container: container.clone(),
+                command: vec!["cat".into(), "--".into(), pinned.clone()],
+                what: "reading the saved RDB".into(),
+                tap: None,
+                log: log.clone(),
+                progress: progress.clone(),
+            })),
+        ),
+        (super::MANIFEST.to_string(), DumpOpen::Bytes(json)),
+    ];
+    Ok(Prepared { files, pinned })
+}
+
+/// Runs a background save and waits for it to end successfully.
+async fn save(engine: &Engine, container: &str) -> Result<()> {
+    let before = cli_output(engine, container, &["INFO", "persistence"]).await?;
+    let saves_before = info_field(&before, "rdb_saves").and_then(|n| n.parse::<u64>().ok());
+    let lastsave_before: u64 = cli_output(engine, container, &["LASTSAVE"])
+        .await?
+        .parse()
+        .unwrap_or(0);
+    if saves_before.is_none() {
+        // Without a save counter (before Redis 7), LASTSAVE tells a new
+        // save from an old one only once the second has changed.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // SCHEDULE waits for an append-only rewrite in progress instead of
+    // failing.
+    cli_output(engine, container, &["BGSAVE", "SCHEDULE"]).await?;
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let info = cli_output(engine, container, &["INFO", "persistence"]).await?;
+        let in_progress = info_field(&info, "rdb_bgsave_in_progress") != Some("0");
+        let done = match (
+            saves_before,
+            info_field(&info, "rdb_saves").and_then(|n| n.parse::<u64>().ok()),
+        ) {
+            (Some(before), Some(now)) => now > before,
+            _ => {
+                let last: u64 = cli_output(engine, container, &["LASTSAVE"])
+                    .await?
+                    .parse()
+                    .unwrap_or(0);
+                last > lastsave_before
+            }
+        };
+        if done && !in_progress {
+            if info_field(&info, "rdb_last_bgsave_status") != Some("ok") {
+                return Err(Error::Other(format!(
+                    "BGSAVE in container {container} failed (see the server's log)"
+                )));
+            }
+            return Ok(());
+        }
+        if started.elapsed() > SAVE_TIMEOUT {
+            return Err(Error::Other(format!(
+                "BGSAVE in container {container} did not finish within {SAVE_TIMEOUT:?}"
+            )));
+        }
+    }
+}
+
+/// The number of keys `redis-check-rdb` read, when it found the file sound.
+fn parse_check(output: &str) -> Option<u64> {
+    if !output.contains("RDB looks OK") {
+        return None;
+    }
+    output.lines().find_map(|l| {
+        let rest = l.split("[info]").nth(1)?.trim();
+        rest.strip_suffix("keys read")?.trim().parse().ok()
+    })
+}
+
+/// Removes the pinning link.
+pub(crate) async fn remove_pinned(engine: &Engine, container: &str, pinned: &str) {
+    let command = ["rm", "-f", "--", pinned].map(String::from);
+    if let Err(e) = run(engine, container, &command, "removing the pinned RDB").await {
+        tracing::warn!("{e}");
+    }
+}
+
+/// How a running Redis persists, as far as a restore must know.
+struct Persistence {
+    dir: String,
+    rdb: String,
+    aof: bool,
+    /// The append-only directory (Redis 7), empty before.
+    aof_dir: String,
+    aof_file: String,
+    /// `uid:gid` of the data directory.
+    owner: (u64, u64),
+}
+
+/// Swaps the container's data for the dump's RDB with a restart and checks
+/// the key count.
+pub(crate) async fn restore_into(
+    engine: &Engine,
+    container: &str,
+    manifest: &DumpManifest,
+    dumps: &super::DumpFiles,
+) -> Result<Vec<RestoredDatabase>> {
+    let p = Persistence {
+        dir: config(engine, container, "dir").await?,
+        rdb: config(engine, container, "dbfilename").await?,
+        aof: config(engine, container, "appendonly").await? == "yes",
+        aof_dir: config(engine, container, "appenddirname")
+            .await
+            .unwrap_or_default(),
+        aof_file: config(engine, container, "appendfilename").await?,
+        owner: {
+            let dir = config(engine, container, "dir").await?;
+            let out = run(
+                engine,
+                container,
+                &["stat".into(), "-c".into(), "%u:%g".into(), dir],
+                "reading the data directory's owner",
+            )
+            .await?;
+            let text = String::from_utf8_lossy(&out);
+            let (u, g) = text.trim().split_once(':').unwrap_or(("0", "0"));
+            (u.parse().unwrap_or(0), g.parse().unwrap_or(0))
+        },
+    };
+    // Nothing may write over the swapped files while the server stops: no
+    // save at shutdown, no append-only file; then the old append-only data,
+    // which would be loaded instead of the RDB, goes.
+    cli_output(engine, container, &["CONFIG", "SET", "save", ""]).await?;
+    cli_output(engine, container, &["CONFIG", "SET", "appendonly", "no"]).await?;
+    let mut stale = Vec::new();
+    for name in [&p.aof_dir, &p.aof_file] {
+        if !name.is_empty() && !name.contains('/') {
+            stale.push(format!("{}/{name}", p.dir));
+        }
+    }
+    if !stale.is_empty() {
+        let mut command = vec!["rm".to_string(), "-rf".into(), "--".into()];
+        command.extend(stale);
+        run(
+            engine,
+            container,
+            &command,
+            "removing the old append-only data",
+        )
+        .await?;
+    }
+    engine.stop_container(container, 30).await?;
+    let swapped = swap(engine, container, &p, dumps).await;
+    // Whatever happened, the container runs again.
+    let started = engine.start_container(container).await;
+    swapped?;
+    started?;
+    let keys = wait_and_count(engine, container).await?;
+    let recorded = manifest.databases.first().and_then(|d| d.keys);
+    let mismatches = match recorded {
+        Some(r) if r != keys => vec![format!("{keys} keys, {r} recorded")],
+        _ => Vec::new(),
+    };
+    Ok(vec![RestoredDatabase {
+        name: "redis".into(),
+        tables_checked: 0,
+        mismatches,
+        keys: Some(keys),
+    }])
+}
+
+/// Writes the RDB (and, with the append-only file on, its base) into the
+/// stopped container.
+async fn swap(
+    engine: &Engine,
+    container: &str,
+    p: &Persistence,
+    dumps: &super::DumpFiles,
+) -> Result<()> {
+    let mut entries: Vec<(String, Option<Vec<u8>>)> = vec![(p.rdb.clone(), None)];
+    if p.aof {
+        if p.aof_dir.is_empty() {
+            entries.push((p.aof_file.clone(), None));
+        } else {
+            let base = format!("{}.1.base.rdb", p.aof_file);
+            entries.push((format!("{}/{base}", p.aof_dir), None));
+            let manifest = format!("file {base} seq 1 type b\n");
+            entries.push((
+                format!("{}/{}.manifest", p.aof_dir, p.aof_file),
+                Some(manifest.into_bytes()),
+            ));
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    let files = dumps.clone();
+    let node = files.node(RDB_FILE).await?;
+    let (uid, gid) = p.owner;
+    let aof_dir = (p.aof && !p.aof_dir.is_empty()).then(|| p.aof_dir.clone());
+    let producer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let out = crate::tarball::ChannelWriter::new(tx, files.progress.clone());
+        let mut builder = tar::Builder::new(out);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let header = |size: u64, kind: tar::EntryType, mode: u32| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.set_mtime(now);
+            h
+        };
+        let tar_error =
+            |e: std::io::Error| Error::Other(format!("writing the RDB for the engine: {e}"));
+        if let Some(dir) = &aof_dir {
+            builder
+                .append_data(
+                    &mut header(0, tar::EntryType::Directory, 0o755),
+                    dir,
+                    std::io::empty(),
+                )
+                .map_err(tar_error)?;
+        }
+        let length = files.reader.content_length(&node)?;
+        for (name, bytes) in &entries {
+            match bytes {
+                Some(b) => builder
+                    .append_data(
+                        &mut header(b.len() as u64, tar::EntryType::Regular, 0o644),
+                        name,
+                        b.as_slice(),
+                    )
+                    .map_err(tar_error)?,
+                None => {
+                    let content: Box<dyn Read> = Box::new(files.reader.file_reader(&node, length)?);
+                    builder
+                        .append_data(
+                            &mut header(length, tar::EntryType::Regular, 0o644),
+                            name,
+                            content,
+                        )
+                        .map_err(tar_error)?;
+                }
+            }
+        }
+        builder
+            .into_inner()
+            .and_then(|mut w| std::io::Write::flush(&mut w))
+            .map_err(tar_error)
+    });
+    let uploaded = engine
+        .upload_into(container, &p.dir, crate::tarball::receiver_stream(rx))
+        .await;
+    let produced = producer
+        .await
+        .map_err(|e| Error::Other(format!("writing the RDB stopped: {e}")))?;
+    produced?;
+    uploaded
+}
+
+/// Waits for the restarted server to finish loading, then counts its keys.
+async fn wait_and_count(engine: &Engine, container: &str) -> Result<u64> {
+    let started = Instant::now();
+    loop {
+        if let Ok(info) = cli_output(engine, container, &["INFO", "persistence"]).await
+            && info_field(&info, "loading") == Some("0")
+        {
+            let keyspace = cli_output(engine, container, &["INFO", "keyspace"]).await?;
+            return Ok(keyspace
+                .lines()
+                .filter_map(|l| {
+                    let keys = l
+                        .split(':')
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .strip_prefix("keys=")?;
+                    keys.parse::<u64>().ok()
+                })
+                .sum());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(Error::Other(format!(
+                "redis in container {container} did not come back within five minutes after the restore"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_output_gives_the_key_count() {
+        let ok = "[offset 0] Checking RDB file dump.rdb\n[offset 5393] \\o/ RDB looks OK! \\o/\n[info] 501 keys read\n[info] 0 expires\n";
+        assert_eq!(parse_check(ok), Some(501));
+        assert_eq!(
+            parse_check("[info] 5 keys read\n--- RDB ERROR DETECTED ---"),
+            None
+        );
+    }
+
+    #[test]
+    fn info_fields_are_read() {
+        let info = "# Persistence\r\nloading:0\r\nrdb_saves:3\r\nrdb_last_bgsave_status:ok\r\n";
+        assert_eq!(info_field(info, "rdb_saves"), Some("3"));
+        assert_eq!(info_field(info, "loading"), Some("0"));
+        assert_eq!(info_field(info, "aof_enabled"), None);
+    }
+}

@@ -1,0 +1,464 @@
+//! Databases are dumped with their own tools inside their containers and
+//! restored into fresh ones, with the row counts recorded at backup.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{TestEnv, docker, docker_with_input, restic};
+
+const POSTGRES: &str = "lifeboat-test/postgres:15";
+
+fn postgres(env: &TestEnv, what: &str, password: &str) -> (String, String) {
+    env.database(
+        what,
+        POSTGRES,
+        "/var/lib/postgresql/data",
+        &[
+            "POSTGRES_USER=shop",
+            &format!("POSTGRES_PASSWORD={password}"),
+            "POSTGRES_DB=shopdb",
+        ],
+        &[],
+    )
+}
+
+fn sql(container: &str, database: &str, query: &str) -> String {
+    docker(&[
+        "exec", container, "psql", "-X", "-A", "-t", "-U", "shop", "-d", database, "-c", query,
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+/// The manifest of a dump snapshot, read by restic.
+fn manifest(env: &TestEnv, snapshot: &str, volume: &str) -> serde_json::Value {
+    let path = format!("/volumes/{volume}/postgres/lifeboat-manifest.json");
+    let run = restic(&env.repo(), &env.password, &["dump", snapshot, &path]).ok();
+    serde_json::from_str(&run.stdout).expect("manifest JSON")
+}
+
+#[test]
+fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
+    let env = TestEnv::new("pg-load");
+    env.init();
+    let (source, volume) = postgres(&env, "pg", "s3cret-pw");
+    docker(&[
+        "exec", &source, "pgbench", "-U", "shop", "-i", "-s", "4", "-q", "shopdb",
+    ])
+    .ok();
+    // Writes go on through the whole backup.
+    docker(&[
+        "exec", "-d", &source, "pgbench", "-U", "shop", "-c", "2", "-T", "60", "shopdb",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let plan = env
+        .lifeboat(&["backup", &volume, "--plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan[0]["strategy"], "dump", "{plan}");
+    let backup = env.lifeboat(&["backup", &volume, "--json"]).ok();
+    assert!(!backup.stdout.contains("s3cret-pw") && !backup.stderr.contains("s3cret-pw"));
+    let backup = backup.json();
+    let id = backup["targets"][0]["snapshot"]["id"]
+        .as_str()
+        .expect("snapshot")
+        .to_string();
+    let tags = backup["targets"][0]["snapshot"]["tags"].to_string();
+    assert!(
+        tags.contains("strategy=dump") && tags.contains("database=postgres"),
+        "{tags}"
+    );
+    assert!(!tags.contains("s3cret-pw"));
+
+    let recorded = manifest(&env, &id, &volume);
+    let shop = recorded["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .find(|d| d["name"] == "shopdb")
+        .expect("shopdb in the manifest")
+        .clone();
+    assert_eq!(shop["tables"]["public.pgbench_accounts"], 400_000);
+    let history = shop["tables"]["public.pgbench_history"]
+        .as_u64()
+        .expect("history count");
+
+    // A fresh container, another password: the dump brings the data.
+    let (fresh, _) = postgres(&env, "pg-fresh", "another-pw");
+    let report = env
+        .lifeboat(&["restore", &id, "--into", &fresh, "--json"])
+        .ok()
+        .json();
+    for d in report["databases"].as_array().expect("databases") {
+        assert_eq!(d["mismatches"].as_array().map(Vec::len), Some(0), "{d}");
+    }
+    // Judged without lifeboat: counts and a full pg_dump of the result.
+    for (table, count) in shop["tables"].as_object().expect("tables") {
+        let counted = sql(&fresh, "shopdb", &format!("SELECT count(*) FROM {table}"));
+        assert_eq!(counted, count.to_string(), "{table}");
+    }
+    assert_eq!(
+        sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_history"),
+        history.to_string()
+    );
+    docker(&[
+        "exec",
+        &fresh,
+        "sh",
+        "-c",
+        "pg_dump -U shop shopdb > /dev/null",
+    ])
+    .ok();
+    restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+
+    // One database alone, again.
+    sql(&fresh, "shopdb", "DELETE FROM pgbench_tellers");
+    let one = env
+        .lifeboat(&[
+            "restore",
+            &id,
+            "--into",
+            &fresh,
+            "--database",
+            "shopdb",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(one["databases"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_tellers"),
+        "40"
+    );
+}
+
+#[test]
+fn a_postgres_dump_with_wrong_credentials_fails_and_names_the_cause() {
+    let env = TestEnv::new("pg-creds");
+    env.init();
+    let (db, volume) = postgres(&env, "pg", "original-pw");
+    // The password was rotated in the database but not in the container's
+    // environment, and local connections now need it.
+    docker(&[
+        "exec",
+        &db,
+        "sh",
+        "-c",
+        "sed -i 's/^local.*all.*all.*trust/local all all scram-sha-256/' $PGDATA/pg_hba.conf \
+         && psql -U shop -d postgres -c \"ALTER USER shop PASSWORD 'rotated'\" \
+         && psql -U shop -d postgres -c 'SELECT pg_reload_conf()'",
+    ])
+    .ok();
+
+    let run = env.lifeboat(&["backup", &volume]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("container {db}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("password authentication failed"),
+        "{}",
+        run.stderr
+    );
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
+    let env = TestEnv::new("pg-dies");
+    env.init();
+    let (db, volume) = postgres(&env, "pg", "pw");
+    docker(&[
+        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", "30", "-q", "shopdb",
+    ])
+    .ok();
+
+    let backup = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["backup", &volume])
+        .env("LIFEBOAT_REPO", env.repo())
+        .env("LIFEBOAT_PASSWORD", &env.password)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start lifeboat");
+    // Wait until pg_dump of the big database runs, then kill the server.
+    let start = Instant::now();
+    let dumping = "grep -l 'dbname=shopdb' /proc/[0-9]*/cmdline 2>/dev/null | grep -q .";
+    while docker(&["exec", &db, "sh", "-c", dumping]).code != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pg_dump never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    docker(&["kill", &db]).ok();
+    let out = backup.wait_with_output().expect("lifeboat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("container {db}")), "{stderr}");
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(
+        snapshots.as_array().map(Vec::len),
+        Some(0),
+        "a failed dump left a snapshot"
+    );
+    restic(&env.repo(), &env.password, &["check"]).ok();
+}
+
+const MARIADB: &str = "lifeboat-test/mariadb:10.11";
+
+fn mariadb(env: &TestEnv, what: &str, root_password: &str) -> (String, String) {
+    env.database(
+        what,
+        MARIADB,
+        "/var/lib/mysql",
+        &[
+            &format!("MARIADB_ROOT_PASSWORD={root_password}"),
+            "MARIADB_DATABASE=shop",
+        ],
+        &[],
+    )
+}
+
+fn maria_sql(container: &str, password: &str, query: &str) -> String {
+    docker(&[
+        "exec",
+        "-e",
+        &format!("MYSQL_PWD={password}"),
+        container,
+        "mariadb",
+        "-uroot",
+        "--batch",
+        "--skip-column-names",
+        "-e",
+        query,
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn mariadb_dump_under_load_restores_with_the_recorded_row_counts() {
+    let env = TestEnv::new("maria-load");
+    env.init();
+    let (source, volume) = mariadb(&env, "maria", "root-pw-1");
+    let mut setup = String::from(
+        "CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, note TEXT, data BLOB);\n\
+         CREATE TABLE shop.empty_one (x INT);\n\
+         CREATE TABLE shop.ticks (id INT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);\n\
+         CREATE USER 'clerk'@'%' IDENTIFIED BY 'clerk-pw';\n\
+         GRANT SELECT, INSERT ON shop.* TO 'clerk'@'%';\n",
+    );
+    for i in 0..300 {
+        setup.push_str(&format!(
+            "INSERT INTO shop.orders (note, data) VALUES ('order {i}: it''s (really) \"quoted\"; ), (', 0x00{i:04x});\n"
+        ));
+    }
+    docker_with_input(
+        &[
+            "exec",
+            "-i",
+            "-e",
+            "MYSQL_PWD=root-pw-1",
+            &source,
+            "mariadb",
+            "-uroot",
+        ],
+        &setup,
+    )
+    .ok();
+    // Writes go on through the whole backup.
+    docker(&[
+        "exec",
+        "-d",
+        "-e",
+        "MYSQL_PWD=root-pw-1",
+        &source,
+        "sh",
+        "-c",
+        "for i in $(seq 1 2000); do mariadb -uroot -e 'INSERT INTO shop.ticks () VALUES ()'; done",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let backup = env.lifeboat(&["backup", &volume, "--json"]).ok();
+    assert!(!backup.stdout.contains("root-pw-1") && !backup.stderr.contains("root-pw-1"));
+    let backup = backup.json();
+    assert_eq!(backup["targets"][0]["strategy"], "dump");
+    let id = backup["targets"][0]["snapshot"]["id"]
+        .as_str()
+        .expect("snapshot")
+        .to_string();
+    let path = format!("/volumes/{volume}/mariadb/lifeboat-manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &restic(&env.repo(), &env.password, &["dump", &id, &path])
+            .ok()
+            .stdout,
+    )
+    .expect("manifest");
+    let tables = manifest["databases"][0]["tables"].clone();
+    assert_eq!(manifest["databases"][0]["name"], "shop");
+    assert_eq!(tables["orders"], 300, "{manifest}");
+    assert_eq!(tables["empty_one"], 0, "{manifest}");
+    let ticks = tables["ticks"].as_u64().expect("ticks counted");
+
+    let (fresh, _) = mariadb(&env, "maria-fresh", "root-pw-2");
+    let report = env
+        .lifeboat(&["restore", &id, "--into", &fresh, "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        report["databases"][0]["mismatches"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    // Judged without lifeboat.
+    assert_eq!(
+        maria_sql(&fresh, "root-pw-2", "SELECT COUNT(*) FROM shop.orders"),
+        "300"
+    );
+    assert_eq!(
+        maria_sql(&fresh, "root-pw-2", "SELECT COUNT(*) FROM shop.ticks"),
+        ticks.to_string()
+    );
+    assert_eq!(
+        maria_sql(
+            &fresh,
+            "root-pw-2",
+            "SELECT HEX(data) FROM shop.orders WHERE id = 300"
+        ),
+        "00012B"
+    );
+    // The fresh server's root password still works; the clerk came back.
+    assert!(maria_sql(&fresh, "root-pw-2", "SELECT user FROM mysql.user").contains("clerk"));
+    docker(&[
+        "exec",
+        "-e",
+        "MYSQL_PWD=clerk-pw",
+        &fresh,
+        "mariadb",
+        "-uclerk",
+        "-e",
+        "SELECT 1 FROM shop.orders LIMIT 1",
+    ])
+    .ok();
+    docker(&[
+        "exec",
+        "-e",
+        "MYSQL_PWD=root-pw-2",
+        &fresh,
+        "sh",
+        "-c",
+        "mariadb-dump -uroot --all-databases > /dev/null",
+    ])
+    .ok();
+}
+
+const REDIS: &str = "lifeboat-test/redis:7";
+
+fn redis_keys(container: &str) -> u64 {
+    let info = docker(&["exec", container, "redis-cli", "INFO", "keyspace"])
+        .ok()
+        .stdout;
+    info.lines()
+        .filter_map(|l| {
+            l.split(":keys=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn redis_rdb_restores_into_an_append_only_container_and_survives_a_restart() {
+    let env = TestEnv::new("redis");
+    env.init();
+    let (source, volume) = env.database("redis", REDIS, "/data", &[], &["--appendonly", "yes"]);
+    let mut commands = String::new();
+    for i in 0..1000 {
+        commands.push_str(&format!("SET key:{i} value-{i}\n"));
+    }
+    commands.push_str("SELECT 3\nSET elsewhere 1\n");
+    docker_with_input(&["exec", "-i", &source, "redis-cli"], &commands).ok();
+    docker(&[
+        "exec",
+        "-d",
+        &source,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do redis-cli SET live:$i x > /dev/null; i=$((i+1)); done",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let backup = env.lifeboat(&["backup", &volume, "--json"]).ok().json();
+    assert_eq!(backup["targets"][0]["strategy"], "dump");
+    let id = backup["targets"][0]["snapshot"]["id"]
+        .as_str()
+        .expect("snapshot")
+        .to_string();
+    let path = format!("/volumes/{volume}/redis/lifeboat-manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &restic(&env.repo(), &env.password, &["dump", &id, &path])
+            .ok()
+            .stdout,
+    )
+    .expect("manifest");
+    let keys = manifest["databases"][0]["keys"].as_u64().expect("keys");
+    assert!(keys >= 1001, "{manifest}");
+    let leftovers = docker(&["exec", &source, "sh", "-c", "ls -a /data"])
+        .ok()
+        .stdout;
+    assert!(
+        !leftovers.contains(".lifeboat-"),
+        "the pinning link was left: {leftovers}"
+    );
+
+    let (fresh, _) = env.database("redis-fresh", REDIS, "/data", &[], &["--appendonly", "yes"]);
+    docker(&["exec", &fresh, "redis-cli", "SET", "junk", "1"]).ok();
+    let report = env
+        .lifeboat(&["restore", &id, "--into", &fresh, "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["databases"][0]["keys"], keys, "{report}");
+    assert_eq!(redis_keys(&fresh), keys);
+    assert_eq!(
+        docker(&["exec", &fresh, "redis-cli", "EXISTS", "junk"])
+            .ok()
+            .stdout
+            .trim(),
+        "0"
+    );
+    docker(&["exec", &fresh, "redis-cli", "-n", "3", "GET", "elsewhere"]).ok();
+    // The append-only file now holds the restored data.
+    docker(&["restart", &fresh]).ok();
+    let start = Instant::now();
+    while docker(&["exec", &fresh, "redis-cli", "PING"]).stdout.trim() != "PONG" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "redis did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(redis_keys(&fresh), keys);
+    assert_eq!(
+        docker(&["exec", &fresh, "redis-cli", "CONFIG", "GET", "appendonly"])
+            .ok()
+            .stdout
+            .trim(),
+        "appendonly\nyes"
+    );
+}

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::dump::DumpSource;
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
+use crate::hooks::Phase;
 use crate::inventory::{Inventory, Target};
 use crate::plan::{Database, PlannedTarget, Strategy};
 use crate::progress::TransferProgress;
@@ -68,6 +69,10 @@ pub struct TargetBackup {
     pub seconds: f64,
     /// Files that disappeared while the volume was read live.
     pub vanished: Vec<String>,
+    /// How long each stopped container was stopped (stop strategy).
+    pub stop_windows: Vec<crate::stop::StopWindowReport>,
+    /// The hooks that ran, before and after.
+    pub hooks: Vec<crate::hooks::HookRun>,
     pub error: Option<String>,
 }
 
@@ -125,16 +130,12 @@ pub async fn backup_target(
 ) -> TargetBackup {
     let started = Instant::now();
     let mut result = TargetBackup::new(target);
-    let outcome = run(
-        engine,
-        repo,
-        target,
+    let pass = FilePass {
         choice,
-        extra_tags,
-        progress,
-        &mut result,
-    )
-    .await;
+        tags: extra_tags.to_vec(),
+        parent: None,
+    };
+    let outcome = run(engine, repo, target, &pass, progress, &mut result).await;
     result.complete(outcome, started)
 }
 
@@ -145,31 +146,37 @@ pub async fn backup_planned(
     repo: &Repo,
     planned: &PlannedTarget,
     choice: ReaderChoice,
+    stop: &StopSettings,
     progress: Arc<TransferProgress>,
 ) -> TargetBackup {
     let started = Instant::now();
     let mut result = TargetBackup::new(&planned.target);
     result.strategy = Some(planned.strategy);
     let tag = format!("strategy={}", planned.strategy);
-    let outcome = match planned.strategy {
-        Strategy::Live => {
-            run(
-                engine,
-                repo,
-                &planned.target,
+    let (pre, abort) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Pre).await;
+    result.hooks.extend(pre);
+    let outcome = match (abort, planned.strategy) {
+        (Some(e), _) => Err(e),
+        (None, Strategy::Live) => {
+            let pass = FilePass {
                 choice,
-                &[tag],
-                progress,
-                &mut result,
-            )
-            .await
+                tags: vec![tag],
+                parent: None,
+            };
+            run(engine, repo, &planned.target, &pass, progress, &mut result).await
         }
-        Strategy::Dump => dump(engine, repo, planned, progress).await,
-        Strategy::Stop => Err(Error::BadRequest(format!(
-            "{}: the stop strategy is not available in this version; back it up with --strategy live or dump",
-            planned.name
-        ))),
+        (None, Strategy::Dump) => dump(engine, repo, planned, progress).await,
+        (None, Strategy::Stop) => {
+            stop_and_copy(engine, repo, planned, choice, stop, progress, &mut result).await
+        }
     };
+    let (post, failed) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Post).await;
+    result.hooks.extend(post);
+    if let Some(e) = failed {
+        // The snapshot, if any, is good; what the hook should have undone
+        // is not.
+        result.error = Some(e.to_string());
+    }
     result.complete(outcome, started)
 }
 
@@ -186,6 +193,8 @@ impl TargetBackup {
             bytes_added: 0,
             seconds: 0.0,
             vanished: Vec::new(),
+            stop_windows: Vec::new(),
+            hooks: Vec::new(),
             error: None,
         }
     }
@@ -200,11 +209,89 @@ impl TargetBackup {
                 }
                 self.snapshot = Some(snapshot);
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => {
+                // A failed restart said its part already; say the cause too.
+                let cause = e.to_string();
+                self.error = Some(match self.error.take() {
+                    Some(earlier) => format!("{cause}; {earlier}"),
+                    None => cause,
+                });
+            }
         }
         self.seconds = started.elapsed().as_secs_f64();
         self
     }
+}
+
+/// How the stop strategy runs.
+#[derive(Clone, Debug)]
+pub struct StopSettings {
+    /// Where the journal of stopped containers lives.
+    pub state_dir: PathBuf,
+    /// Stop first and copy everything while stopped, instead of copying
+    /// live first and only the changes while stopped.
+    pub single_pass: bool,
+}
+
+/// The stop strategy: copy live, stop the writers and their dependents,
+/// copy again on top of the first copy (so that the window covers only
+/// what changed meanwhile), and start the containers again, whatever
+/// happened. The first copy, an inconsistent one, is deleted.
+async fn stop_and_copy(
+    engine: &Engine,
+    repo: &Repo,
+    planned: &PlannedTarget,
+    choice: ReaderChoice,
+    settings: &StopSettings,
+    progress: Arc<TransferProgress>,
+    result: &mut TargetBackup,
+) -> Result<SnapshotInfo> {
+    let target = &planned.target;
+    let tag = format!("strategy={}", Strategy::Stop);
+    let two_pass = !settings.single_pass
+        && !planned.stop.is_empty()
+        && choice != ReaderChoice::Engine
+        && target.host_readable();
+    let prepass = if two_pass {
+        let pass = FilePass {
+            choice,
+            tags: vec![tag.clone(), crate::spec::PREPASS_TAG.to_string()],
+            parent: None,
+        };
+        Some(run(engine, repo, target, &pass, progress.clone(), result).await?)
+    } else {
+        None
+    };
+    progress.reset();
+    let mut window = crate::stop::StopWindow::new(engine, &settings.state_dir);
+    let copied = match window.stop(&planned.stop).await {
+        Ok(()) => {
+            let pass = FilePass {
+                choice,
+                tags: vec![tag],
+                parent: prepass.as_ref().map(|p| p.id.clone()),
+            };
+            run(engine, repo, target, &pass, progress, result).await
+        }
+        Err(e) => Err(e),
+    };
+    let (windows, failed_starts) = window.restart().await;
+    result.stop_windows = windows;
+    if let Some(prepass) = prepass {
+        let repo = repo.clone();
+        let deleted = tokio::task::spawn_blocking(move || repo.delete_snapshot(&prepass)).await;
+        if let Ok(Err(e)) | Err(e) = deleted.map_err(|e| Error::Other(e.to_string())) {
+            tracing::warn!("could not delete the first-pass snapshot: {e}");
+        }
+    }
+    if !failed_starts.is_empty() {
+        // The snapshot, if any, is good; the containers are not running.
+        result.error = Some(format!(
+            "containers stopped for the backup could not be started again: {} (the next lifeboat command retries)",
+            failed_starts.join("; ")
+        ));
+    }
+    copied
 }
 
 /// Dumps the database that keeps its data in the target.
@@ -241,6 +328,7 @@ async fn dump(
         description: None,
         use_parent: false,
         label: Some(crate::dump::DUMP_LABEL.to_string()),
+        parent: None,
         progress: progress.clone(),
     };
     match from.database {
@@ -277,15 +365,25 @@ async fn dump(
     }
 }
 
+/// One pass over a target's files.
+struct FilePass {
+    choice: ReaderChoice,
+    /// Tags besides those that describe the target.
+    tags: Vec<String>,
+    /// The snapshot whose unchanged files may be reused, instead of the
+    /// latest of the same path.
+    parent: Option<String>,
+}
+
 async fn run(
     engine: &Engine,
     repo: &Repo,
     target: &Target,
-    choice: ReaderChoice,
-    extra_tags: &[String],
+    pass: &FilePass,
     progress: Arc<TransferProgress>,
     result: &mut TargetBackup,
 ) -> Result<SnapshotInfo> {
+    let (choice, extra_tags) = (pass.choice, &pass.tags);
     let mut spec = target.spec().ok_or_else(|| {
         Error::BadRequest(format!(
             "{} is a tmpfs mount: it lives in memory and has nothing to back up",
@@ -321,6 +419,7 @@ async fn run(
         description: None,
         label: None,
         use_parent: reader == Reader::Host,
+        parent: pass.parent.clone(),
         progress: progress.clone(),
     };
 

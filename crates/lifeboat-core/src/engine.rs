@@ -101,6 +101,10 @@ pub struct EngineContainer {
     pub state: String,
     pub labels: BTreeMap<String, String>,
     pub mounts: Vec<ContainerMount>,
+    /// Containers this one cannot run without: `--network container:X`,
+    /// `--volumes-from X`, `--link X` (names or ids as the engine gives
+    /// them).
+    pub needs: Vec<String>,
 }
 
 /// How a helper container mounts the data it streams.
@@ -593,15 +597,17 @@ impl Engine {
             })
     }
 
-    /// Stops a container, giving it `grace` seconds before it is killed.
-    pub async fn stop_container(&self, container: &str, grace: i32) -> Result<()> {
+    /// Stops a container, giving it `grace` seconds (its own stop timeout
+    /// when `None`) before it is killed.
+    pub async fn stop_container(&self, container: &str, grace: Option<i32>) -> Result<()> {
+        let wait = u64::try_from(grace.unwrap_or(10)).unwrap_or(10) + 60;
         self.docker
             .clone()
-            .with_timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(0) + 60))
+            .with_timeout(Duration::from_secs(wait))
             .stop_container(
                 container,
                 Some(bollard::query_parameters::StopContainerOptions {
-                    t: Some(grace),
+                    t: grace,
                     ..Default::default()
                 }),
             )
@@ -704,6 +710,23 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
     }
     mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
 
+    let mut needs = Vec::new();
+    if let Some(other) = host_config
+        .network_mode
+        .as_deref()
+        .and_then(|m| m.strip_prefix("container:"))
+    {
+        needs.push(other.to_string());
+    }
+    for from in host_config.volumes_from.iter().flatten() {
+        needs.push(from.split(':').next().unwrap_or(from).to_string());
+    }
+    for link in host_config.links.iter().flatten() {
+        // `/db:/app/db`: the linked container is the first part.
+        let linked = link.split(':').next().unwrap_or(link);
+        needs.push(linked.trim_start_matches('/').to_string());
+    }
+
     EngineContainer {
         id: c.id.unwrap_or_default(),
         name: c
@@ -716,6 +739,7 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
         state: state_name,
         labels: config.labels.unwrap_or_default().into_iter().collect(),
         mounts,
+        needs,
     }
 }
 

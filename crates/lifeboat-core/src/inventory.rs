@@ -502,12 +502,7 @@ pub fn attach_snapshots(inventory: &mut Inventory, snapshots: &[SnapshotInfo]) {
             .iter()
             .filter(|s| {
                 TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
-                    spec.kind == Some(kind)
-                        && spec.name == t.name
-                        && !spec
-                            .extra_tags
-                            .iter()
-                            .any(|x| x == crate::spec::PRE_RESTORE_TAG)
+                    spec.kind == Some(kind) && spec.name == t.name && spec.is_restore_point()
                 })
             })
             .collect();
@@ -538,6 +533,7 @@ mod tests {
             state: if running { "running" } else { "exited" }.into(),
             labels: [("com.docker.compose.project".to_string(), "shop".to_string())].into(),
             mounts,
+            needs: Vec::new(),
         }
     }
 

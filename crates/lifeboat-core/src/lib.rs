@@ -16,12 +16,14 @@ pub mod backup;
 pub mod dump;
 pub mod engine;
 pub mod error;
+pub mod hooks;
 pub mod inventory;
 pub mod plan;
 pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod spec;
+pub mod stop;
 
 mod fsmeta;
 mod host;

@@ -115,6 +115,10 @@ pub struct PlannedTarget {
     pub dump: Option<DumpFrom>,
     /// Why the strategy cannot be carried out, when it cannot.
     pub problem: Option<String>,
+    /// With the stop strategy: the containers to stop, in order.
+    pub stop: Vec<crate::stop::StopEntry>,
+    /// Commands to run in the target's containers before and after.
+    pub hooks: Vec<crate::hooks::Hook>,
     #[serde(skip)]
     pub target: Target,
 }
@@ -261,10 +265,17 @@ fn plan_one(
         )),
         _ => None,
     };
+    let stop = if strategy == Strategy::Stop {
+        crate::stop::stop_order(target, containers)
+    } else {
+        Vec::new()
+    };
     PlannedTarget {
         kind: target.kind,
         name: target.name.clone(),
         strategy,
+        stop,
+        hooks: crate::hooks::hooks_of(target, containers),
         reason,
         dump: if strategy == Strategy::Dump {
             dumpable
@@ -363,6 +374,7 @@ mod tests {
                 read_write: true,
                 tmpfs_size: None,
             }],
+            needs: Vec::new(),
         }
     }
 

@@ -212,6 +212,8 @@ pub struct Repo {
     router: Arc<ProgressRouter>,
     /// Archives run one at a time: the snapshot gate holds one at a time.
     archiving: Arc<Mutex<()>>,
+    /// Set when the run is interrupted: nothing is published after that.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
     /// The shared lock held while the repository is in use.
     _lock: Option<Arc<crate::lock::LockGuard>>,
 }
@@ -321,6 +323,7 @@ impl Repo {
             gate,
             router,
             archiving: Arc::new(Mutex::new(())),
+            cancelled: Arc::default(),
         })
     }
 
@@ -394,14 +397,21 @@ impl Repo {
         }
         let options = BackupOptions::default()
             .as_path(request.snapshot_path.clone())
-            .parent_opts(ParentOptions::default().force(!request.use_parent));
+            .parent_opts(
+                ParentOptions::default()
+                    .force(!request.use_parent)
+                    .parents(request.parent.clone().into_iter().collect::<Vec<_>>()),
+            );
 
         self.router.route(request.progress.clone());
         self.gate.hold();
         let archived = indexed.archive(&options, source, snap, std::slice::from_ref(&request.base));
         self.router.route(Arc::new(TransferProgress::default()));
         let verdict = match archived {
-            Ok(snap) => accept().and_then(|()| self.still_locked()).map(|()| snap),
+            Ok(snap) => accept()
+                .and_then(|()| self.still_locked())
+                .and_then(|()| self.not_cancelled())
+                .map(|()| snap),
             Err(e) => Err(one_line(&e)),
         };
         match verdict {
@@ -416,6 +426,21 @@ impl Repo {
         }
     }
 
+    /// Stops publishing snapshots: an archive still running (its thread
+    /// cannot be stopped half-way) ends without one.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn not_cancelled(&self) -> std::result::Result<(), String> {
+        if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("the backup was interrupted".to_string())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether the lock taken at opening is still held; a backup whose lock
     /// lapsed may have had its data pruned under it.
     fn still_locked(&self) -> std::result::Result<(), String> {
@@ -426,6 +451,13 @@ impl Repo {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Deletes a snapshot (the first pass of a stopped backup).
+    pub(crate) fn delete_snapshot(&self, snapshot: &SnapshotInfo) -> Result<()> {
+        self.opened()?
+            .delete_snapshots(&[snapshot.file.id])
+            .map_err(|e| self.error(&e))
     }
 
     /// Whether lifeboat holds a lock on the repository (it can only lock
@@ -456,6 +488,9 @@ pub(crate) struct ArchiveRequest {
     /// never serve as each other's parent (a dump's files are not the
     /// volume's files).
     pub(crate) label: Option<String>,
+    /// The snapshot unchanged files are taken from, instead of the latest
+    /// of the same path.
+    pub(crate) parent: Option<String>,
     /// Whether unchanged files may be taken from the previous snapshot of
     /// the same path without reading them.
     pub(crate) use_parent: bool,
@@ -944,6 +979,7 @@ pub(crate) mod testing {
             tags: vec!["lifeboat".into(), "volume=v".into()],
             description: None,
             label: None,
+            parent: None,
             use_parent: false,
             progress: Arc::new(TransferProgress::default()),
         }

@@ -207,9 +207,7 @@ pub fn resolve_snapshot(
         };
         return ours
             .filter(|(_, spec)| {
-                spec.kind == Some(kind)
-                    && spec.name == name
-                    && !spec.extra_tags.iter().any(|t| t == PRE_RESTORE_TAG)
+                spec.kind == Some(kind) && spec.name == name && spec.is_restore_point()
             })
             .max_by_key(|(s, _)| s.epoch_seconds())
             .map(|(s, spec)| (s.clone(), spec))

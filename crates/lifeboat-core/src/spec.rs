@@ -19,6 +19,11 @@ pub const LIFEBOAT_TAG: &str = "lifeboat";
 /// volume, so that the restore can be undone.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
 
+/// The tag of the first, live pass of a stopped backup: the base the
+/// stopped pass is taken on top of, deleted after it. One left behind by a
+/// killed backup is not a restore point.
+pub const PREPASS_TAG: &str = "prepass";
+
 /// Whether a snapshot holds a named volume or a bind mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +49,16 @@ pub struct TargetSpec {
 }
 
 impl TargetSpec {
+    /// Whether the snapshot is an ordinary backup, one `latest` may pick:
+    /// not the undo copy of a restore, not the first pass of a stopped
+    /// backup.
+    pub fn is_restore_point(&self) -> bool {
+        !self
+            .extra_tags
+            .iter()
+            .any(|t| t == PRE_RESTORE_TAG || t == PREPASS_TAG)
+    }
+
     /// The value of an extra `key=value` tag (`strategy`, `database`).
     pub fn extra(&self, key: &str) -> Option<&str> {
         self.extra_tags

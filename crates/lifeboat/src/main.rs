@@ -21,6 +21,7 @@ pub(crate) mod exit {
     pub const REPOSITORY_MISSING: u8 = 5;
     pub const WRONG_PASSWORD: u8 = 6;
     pub const REPOSITORY_LOCKED: u8 = 7;
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {

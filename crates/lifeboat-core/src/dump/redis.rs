@@ -299,7 +299,7 @@ pub(crate) async fn restore_into(
         )
         .await?;
     }
-    engine.stop_container(container, 30).await?;
+    engine.stop_container(container, Some(30)).await?;
     let swapped = swap(engine, container, &p, dumps).await;
     // Whatever happened, the container runs again.
     let started = engine.start_container(container).await;

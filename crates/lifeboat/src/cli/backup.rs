@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use lifeboat_core::backup::{BackupRun, Reader, backup_planned, select_targets};
+use lifeboat_core::backup::{BackupRun, Reader, StopSettings, backup_planned, select_targets};
 use lifeboat_core::engine::MountKind;
 use lifeboat_core::inventory::{self, InventoryOptions};
 use lifeboat_core::plan::{self, Config, PlannedTarget, StrategyFlags};
@@ -40,13 +40,19 @@ pub(crate) struct BackupArgs {
     /// How to read the files of live and stopped targets.
     #[arg(long, value_enum, default_value_t = Via::Auto)]
     via: Via,
+
+    /// With the stop strategy: stop first and copy everything while
+    /// stopped, instead of copying live first and only the changes while
+    /// stopped (which keeps the containers' stop short).
+    #[arg(long)]
+    single_pass: bool,
 }
 
 pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let flags = StrategyFlags::parse(&args.strategy)?;
     let config = Config::find(global.config.as_deref())?;
-    let engine = super::connect().await?;
+    let engine = super::connect(global).await?;
     let inventory = inventory::discover(
         &engine,
         InventoryOptions {
@@ -73,15 +79,74 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
         );
     }
 
+    let stop = StopSettings {
+        state_dir: global.state_dir(),
+        single_pass: args.single_pass,
+    };
+    let work = back_up_all(global, &engine, &repo, &planned, args.via, &stop);
+    let results = tokio::select! {
+        results = work => results,
+        signal = interrupted() => {
+            // The work is abandoned where it stands: no snapshot is
+            // published after this, and what it stopped starts again
+            // before lifeboat exits.
+            repo.cancel();
+            eprintln!("lifeboat: {signal}: starting again the containers this backup stopped");
+            let started = lifeboat_core::stop::recover(&engine, &stop.state_dir, true).await?;
+            if !started.is_empty() {
+                eprintln!("lifeboat: started {}", started.join(", "));
+            }
+            return Ok(crate::exit::INTERRUPTED);
+        }
+    };
+    let run = BackupRun {
+        targets: results,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    report(global, &run)?;
+    let failures = run.failures();
+    Ok(if failures == 0 {
+        crate::exit::SUCCESS
+    } else if failures < run.targets.len() {
+        crate::exit::PARTIAL
+    } else {
+        crate::exit::FAILURE
+    })
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "interrupted",
+            _ = term.recv() => "terminated",
+        },
+        // Without signal handlers, never: the default action applies.
+        _ => std::future::pending().await,
+    }
+}
+
+async fn back_up_all(
+    global: &Global,
+    engine: &lifeboat_core::engine::Engine,
+    repo: &lifeboat_core::repo::Repo,
+    planned: &[PlannedTarget],
+    via: Via,
+    stop: &StopSettings,
+) -> Vec<lifeboat_core::backup::TargetBackup> {
     let mut results = Vec::with_capacity(planned.len());
-    for target in &planned {
+    for target in planned {
         let progress = Arc::new(TransferProgress::default());
         let display = ProgressDisplay::start(
             &format!("{} {}", kind_word(target.kind), target.name),
             progress.clone(),
             !global.json,
         );
-        let result = backup_planned(&engine, &repo, target, args.via.into(), progress).await;
+        let result = backup_planned(engine, repo, target, via.into(), stop, progress).await;
         display.finish();
         if !global.json {
             let how = match (result.strategy, result.reader) {
@@ -117,14 +182,31 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
                     result.vanished[0]
                 );
             }
+            for w in &result.stop_windows {
+                eprintln!("  {} was stopped for {:.2}s", w.container, w.seconds);
+            }
+            for h in &result.hooks {
+                eprintln!(
+                    "  {:?} hook in {}: `{}` {} ({:.1}s){}",
+                    h.phase,
+                    h.container,
+                    h.command,
+                    if h.ok { "ok" } else { "FAILED" },
+                    h.seconds,
+                    if h.ok || h.output.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", h.output)
+                    }
+                );
+            }
         }
         results.push(result);
     }
-    let run = BackupRun {
-        targets: results,
-        seconds: started.elapsed().as_secs_f64(),
-    };
+    results
+}
 
+fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
     if global.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
@@ -149,14 +231,7 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
         println!();
         table.print();
     }
-    let failures = run.failures();
-    Ok(if failures == 0 {
-        crate::exit::SUCCESS
-    } else if failures < run.targets.len() {
-        crate::exit::PARTIAL
-    } else {
-        crate::exit::FAILURE
-    })
+    Ok(())
 }
 
 fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> {
@@ -166,10 +241,18 @@ fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> 
     }
     let mut table = Table::new(&["KIND", "NAME", "STRATEGY", "WHY"]);
     for p in planned {
-        let why = match &p.problem {
-            Some(problem) => format!("{} -- PROBLEM: {problem}", p.reason),
-            None => p.reason.clone(),
-        };
+        let mut why = p.reason.clone();
+        if !p.stop.is_empty() {
+            let stops: Vec<String> = p
+                .stop
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.why))
+                .collect();
+            why.push_str(&format!("; stops, in order: {}", stops.join(", ")));
+        }
+        if let Some(problem) = &p.problem {
+            why.push_str(&format!(" -- PROBLEM: {problem}"));
+        }
         table.row(vec![
             kind_word(p.kind).to_string(),
             p.name.clone(),

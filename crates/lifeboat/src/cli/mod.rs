@@ -26,6 +26,7 @@ Exit codes:
   5  no repository at the given location (run `lifeboat init`)
   6  wrong or missing repository password
   7  the repository is locked by another process
+  130 interrupted (SIGINT/SIGTERM); stopped containers were started again
 
 Environment:
   DOCKER_HOST              the engine to use (default unix:///var/run/docker.sock)
@@ -74,6 +75,11 @@ pub(crate) struct Global {
     /// configuration directory, /etc/lifeboat as root, when it exists).
     #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+
+    /// Where lifeboat keeps its journal of containers it stopped (default:
+    /// its data directory, /var/lib/lifeboat as root).
+    #[arg(long, global = true, env = "LIFEBOAT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
@@ -133,6 +139,12 @@ impl Cli {
 }
 
 impl Global {
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(lifeboat_core::stop::default_state_dir)
+    }
+
     pub(crate) fn repo_settings(&self) -> RepoSettings {
         RepoSettings::new(
             self.repo.clone(),
@@ -143,9 +155,20 @@ impl Global {
 }
 
 /// Connects to the engine and first tidies what an earlier, killed
-/// lifeboat left there.
-pub(crate) async fn connect() -> anyhow::Result<Engine> {
+/// lifeboat left there: containers it stopped start again, helper
+/// containers go.
+pub(crate) async fn connect(global: &Global) -> anyhow::Result<Engine> {
     let engine = Engine::connect().await?;
+    match lifeboat_core::stop::recover(&engine, &global.state_dir(), false).await {
+        Ok(started) if !started.is_empty() => eprintln!(
+            "lifeboat: started again what a killed lifeboat had stopped for a backup: {}",
+            started.join(", ")
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("lifeboat: could not check for containers a killed lifeboat stopped: {e}")
+        }
+    }
     match engine.remove_stale_helpers().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} helper container(s) left by a killed lifeboat"),

@@ -47,7 +47,7 @@ pub(crate) struct RestoreArgs {
 }
 
 pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
-    let engine = super::connect().await?;
+    let engine = super::connect(global).await?;
     let repo = super::open_repo(global.repo_settings()).await?;
     if let Some(into) = args.into {
         let request = DumpRestoreRequest {

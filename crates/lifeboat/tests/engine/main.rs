@@ -11,6 +11,8 @@ mod support;
 mod bad_input;
 mod binds;
 mod databases;
+mod hooks;
 mod inventory;
 mod locks;
 mod roundtrip;
+mod stopping;

@@ -78,6 +78,11 @@ impl TestEnv {
         self.dir.path().join("repo")
     }
 
+    /// This test's own journal of stopped containers.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// Runs lifeboat against this test's repository.
     pub fn lifeboat(&self, args: &[&str]) -> Run {
         self.lifeboat_with(args, &[])
@@ -88,6 +93,7 @@ impl TestEnv {
         cmd.args(args)
             .env("LIFEBOAT_REPO", self.repo())
             .env("LIFEBOAT_PASSWORD", &self.password)
+            .env("LIFEBOAT_STATE_DIR", self.state_dir())
             .env_remove("LIFEBOAT_PASSWORD_FILE");
         for (k, v) in env {
             cmd.env(k, v);
@@ -151,7 +157,10 @@ impl TestEnv {
         if start {
             all.push("-d");
         }
-        all.extend(["--name", &name, "--network", "none"]);
+        all.extend(["--name", &name]);
+        if !args.contains(&"--network") {
+            all.extend(["--network", "none"]);
+        }
         all.extend(args);
         docker(&all).ok();
         name

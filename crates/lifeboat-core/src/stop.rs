@@ -1,0 +1,598 @@
+//! The stop strategy's containers: which ones stop, in which order, and
+//! the guarantee that they start again.
+//!
+//! A target's writers are the running containers that mount it read-write;
+//! the containers that depend on them (compose `depends_on`, `network_mode:
+//! service:X` or `container:X`, `volumes_from`, links) stop too, before the
+//! containers they depend on, and start again after them, in reverse order.
+//! Only what was running is stopped, so only that starts again.
+//!
+//! Before a container is stopped it is written to a journal, one file per
+//! lifeboat process. The containers are started again on every path out of
+//! the stop window; should the process be killed, the next lifeboat
+//! command on this host reads the journals of dead processes first and
+//! starts what they had stopped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, EngineContainer, MountKind};
+use crate::error::{Error, Result};
+use crate::inventory::Target;
+
+/// Where lifeboat keeps its journal of stopped containers by default:
+/// lifeboat's data directory (`/var/lib/lifeboat` as root).
+pub fn default_state_dir() -> PathBuf {
+    crate::paths::Dirs::for_current_user().data
+}
+
+/// A container to stop, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct StopEntry {
+    pub id: String,
+    pub name: String,
+    pub why: String,
+}
+
+/// How long one container was stopped.
+#[derive(Clone, Debug, Serialize)]
+pub struct StopWindowReport {
+    pub container: String,
+    pub seconds: f64,
+}
+
+/// The running containers to stop for a target, dependents first.
+pub fn stop_order(target: &Target, containers: &[EngineContainer]) -> Vec<StopEntry> {
+    let running: Vec<&EngineContainer> = containers.iter().filter(|c| c.running).collect();
+    let deps = dependencies(&running);
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    for c in &running {
+        let writes = c.mounts.iter().any(|m| {
+            m.read_write
+                && m.kind == target.kind
+                && match m.kind {
+                    MountKind::Volume => m.name.as_deref() == Some(target.name.as_str()),
+                    _ => m.source.as_deref() == Some(target.name.as_str()),
+                }
+        });
+        if writes {
+            why.insert(c.id.clone(), format!("mounts {} read-write", target.name));
+        }
+    }
+    // Everything that depends, directly or not, on a container that stops.
+    loop {
+        let mut added = false;
+        for c in &running {
+            if why.contains_key(&c.id) {
+                continue;
+            }
+            if let Some((dep, how)) = deps
+                .get(&c.id)
+                .into_iter()
+                .flatten()
+                .find(|(dep, _)| why.contains_key(dep))
+            {
+                let dep_name = running
+                    .iter()
+                    .find(|x| &x.id == dep)
+                    .map_or(dep.as_str(), |x| x.name.as_str());
+                why.insert(c.id.clone(), format!("depends on {dep_name} ({how})"));
+                added = true;
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    // Dependents first: a container stops once nothing still running in
+    // the set depends on it. A cycle is broken by name.
+    let mut left: BTreeSet<String> = why.keys().cloned().collect();
+    let mut order = Vec::new();
+    while !left.is_empty() {
+        let needed_by_left = |id: &String| {
+            left.iter().any(|other| {
+                other != id
+                    && deps
+                        .get(other)
+                        .is_some_and(|d| d.iter().any(|(x, _)| x == id))
+            })
+        };
+        let next = left
+            .iter()
+            .filter(|id| !needed_by_left(id))
+            .min_by_key(|id| name_of(&running, id))
+            .or_else(|| left.iter().min_by_key(|id| name_of(&running, id)))
+            .cloned();
+        let Some(id) = next else { break };
+        left.remove(&id);
+        order.push(StopEntry {
+            name: name_of(&running, &id),
+            why: why.remove(&id).unwrap_or_default(),
+            id,
+        });
+    }
+    order
+}
+
+fn name_of(containers: &[&EngineContainer], id: &str) -> String {
+    containers
+        .iter()
+        .find(|c| c.id == id)
+        .map_or_else(|| id.to_string(), |c| c.name.clone())
+}
+
+/// For each container, the containers it depends on, by id, with how.
+fn dependencies(containers: &[&EngineContainer]) -> HashMap<String, Vec<(String, String)>> {
+    let find = |reference: &str| {
+        containers
+            .iter()
+            .find(|c| c.name == reference || (reference.len() >= 12 && c.id.starts_with(reference)))
+            .map(|c| c.id.clone())
+    };
+    let by_service = |project: &str, service: &str| -> Vec<String> {
+        containers
+            .iter()
+            .filter(|c| {
+                c.labels.get(COMPOSE_PROJECT).map(String::as_str) == Some(project)
+                    && c.labels.get(COMPOSE_SERVICE).map(String::as_str) == Some(service)
+            })
+            .map(|c| c.id.clone())
+            .collect()
+    };
+    let mut compose_files: HashMap<String, ComposeDeps> = HashMap::new();
+    let mut deps: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for c in containers {
+        let mut mine = Vec::new();
+        for reference in &c.needs {
+            if let Some(id) = find(reference) {
+                mine.push((id, "shares its network, volumes or link".to_string()));
+            }
+        }
+        if let (Some(project), Some(service)) =
+            (c.labels.get(COMPOSE_PROJECT), c.labels.get(COMPOSE_SERVICE))
+        {
+            // Compose v2 records depends_on on the container itself.
+            for dep in c
+                .labels
+                .get(COMPOSE_DEPENDS_ON)
+                .into_iter()
+                .flat_map(|v| v.split(','))
+            {
+                let dep = dep.split(':').next().unwrap_or(dep).trim();
+                for id in by_service(project, dep) {
+                    mine.push((id, "compose depends_on".to_string()));
+                }
+            }
+            // Compose v1 does not: read the project's compose files, when
+            // they can be read here.
+            let file_deps = compose_files
+                .entry(project.clone())
+                .or_insert_with(|| ComposeDeps::of_container(c));
+            for (dep, how) in file_deps.of(service) {
+                for id in by_service(project, &dep) {
+                    mine.push((id, how.clone()));
+                }
+            }
+        }
+        mine.retain(|(id, _)| id != &c.id);
+        deps.insert(c.id.clone(), mine);
+    }
+    deps
+}
+
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+const COMPOSE_DEPENDS_ON: &str = "com.docker.compose.depends_on";
+const COMPOSE_FILES: &str = "com.docker.compose.project.config_files";
+const COMPOSE_DIR: &str = "com.docker.compose.project.working_dir";
+
+/// The service dependencies a project's compose files declare.
+#[derive(Default)]
+struct ComposeDeps(HashMap<String, Vec<(String, String)>>);
+
+impl ComposeDeps {
+    fn of_container(c: &EngineContainer) -> Self {
+        let dir = c
+            .labels
+            .get(COMPOSE_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let mut deps = Self::default();
+        for file in c
+            .labels
+            .get(COMPOSE_FILES)
+            .into_iter()
+            .flat_map(|f| f.split(','))
+        {
+            let path = dir.join(file.trim());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => deps.add_file(&text),
+                Err(e) => tracing::debug!("compose file {}: {e}", path.display()),
+            }
+        }
+        deps
+    }
+
+    fn add_file(&mut self, text: &str) {
+        let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(text) else {
+            return;
+        };
+        let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+            return;
+        };
+        for (name, service) in services {
+            let Some(name) = name.as_str() else { continue };
+            let entry = self.0.entry(name.to_string()).or_default();
+            match service.get("depends_on") {
+                Some(serde_norway::Value::Sequence(list)) => {
+                    for dep in list.iter().filter_map(|d| d.as_str()) {
+                        entry.push((dep.to_string(), "compose depends_on".to_string()));
+                    }
+                }
+                Some(serde_norway::Value::Mapping(map)) => {
+                    for dep in map.keys().filter_map(|d| d.as_str()) {
+                        entry.push((dep.to_string(), "compose depends_on".to_string()));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(other) = service
+                .get("network_mode")
+                .and_then(|m| m.as_str())
+                .and_then(|m| m.strip_prefix("service:"))
+            {
+                entry.push((
+                    other.to_string(),
+                    "compose network_mode: service".to_string(),
+                ));
+            }
+            for from in service
+                .get("volumes_from")
+                .and_then(|v| v.as_sequence())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
+                if !from.starts_with("container:") {
+                    let svc = from.split(':').next().unwrap_or(from);
+                    entry.push((svc.to_string(), "compose volumes_from".to_string()));
+                }
+            }
+        }
+    }
+
+    fn of(&self, service: &str) -> Vec<(String, String)> {
+        self.0.get(service).cloned().unwrap_or_default()
+    }
+}
+
+/// One lifeboat process's record of the containers it stopped.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct JournalFile {
+    pid: i64,
+    host: String,
+    engine: String,
+    stopped: Vec<Stopped>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Stopped {
+    id: String,
+    name: String,
+}
+
+/// The journal directory under lifeboat's state directory.
+fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+impl JournalFile {
+    fn path(state_dir: &Path, pid: i64) -> PathBuf {
+        journal_dir(state_dir).join(format!("{pid}.json"))
+    }
+
+    /// Writes the journal where a crash cannot leave half of it: a
+    /// temporary file, synced, renamed over the old one.
+    fn save(&self, state_dir: &Path) -> Result<()> {
+        let dir = journal_dir(state_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = Self::path(state_dir, self.pid);
+        if self.stopped.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+                _ => Ok(()),
+            };
+        }
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+        tmp.write_all(&json)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
+    }
+}
+
+/// The containers a stop window stopped, started again on the way out.
+pub(crate) struct StopWindow<'a> {
+    engine: &'a Engine,
+    state_dir: PathBuf,
+    journal: JournalFile,
+    stopped: Vec<(StopEntry, Instant)>,
+}
+
+impl<'a> StopWindow<'a> {
+    pub(crate) fn new(engine: &'a Engine, state_dir: &Path) -> Self {
+        Self {
+            engine,
+            state_dir: state_dir.to_path_buf(),
+            journal: JournalFile {
+                pid: i64::from(std::process::id()),
+                host: crate::host::hostname(),
+                engine: engine.host().to_string(),
+                stopped: Vec::new(),
+            },
+            stopped: Vec::new(),
+        }
+    }
+
+    /// Stops the containers in the given order, each written to the journal
+    /// before it is stopped.
+    pub(crate) async fn stop(&mut self, order: &[StopEntry]) -> Result<()> {
+        for entry in order {
+            self.journal.stopped.push(Stopped {
+                id: entry.id.clone(),
+                name: entry.name.clone(),
+            });
+            self.journal.save(&self.state_dir)?;
+            self.stopped.push((entry.clone(), Instant::now()));
+            self.engine.stop_container(&entry.id, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts again, in reverse order, everything this window stopped, and
+    /// says how long each was stopped. Every container is tried, whatever
+    /// happens to the others.
+    pub(crate) async fn restart(mut self) -> (Vec<StopWindowReport>, Vec<String>) {
+        let mut windows = Vec::new();
+        let mut errors = Vec::new();
+        while let Some((entry, since)) = self.stopped.pop() {
+            match self.engine.start_container(&entry.id).await {
+                Ok(()) => {
+                    windows.push(StopWindowReport {
+                        container: entry.name.clone(),
+                        seconds: since.elapsed().as_secs_f64(),
+                    });
+                    self.journal.stopped.retain(|s| s.id != entry.id);
+                    if let Err(e) = self.journal.save(&self.state_dir) {
+                        errors.push(e.to_string());
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        windows.reverse();
+        (windows, errors)
+    }
+}
+
+/// Starts again the containers that lifeboat processes stopped and could
+/// not start themselves: those that died (on this host, for this engine),
+/// or, with `own`, this very process (after an interruption). Returns the
+/// containers started.
+pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec<String>> {
+    let dir = journal_dir(state_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let me = i64::from(std::process::id());
+    let mut started = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(mut journal) = serde_json::from_str::<JournalFile>(&text) else {
+            tracing::warn!("ignoring unreadable journal {}", path.display());
+            continue;
+        };
+        let ours = journal.pid == me;
+        let orphaned = journal.host == crate::host::hostname()
+            && journal.engine == engine.host()
+            && if ours {
+                own
+            } else {
+                crate::host::process_is_gone(journal.pid)
+            };
+        if !orphaned {
+            continue;
+        }
+        let mut left = Vec::new();
+        for stopped in journal.stopped.iter().rev() {
+            match engine.start_container(&stopped.id).await {
+                Ok(()) => started.push(stopped.name.clone()),
+                Err(Error::Engine { source, .. }) if is_gone(&source) => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    left.push(stopped.clone());
+                }
+            }
+        }
+        left.reverse();
+        journal.stopped = left;
+        journal.save(state_dir)?;
+    }
+    Ok(started)
+}
+
+/// Whether an engine error says the container no longer exists (nothing to
+/// start any more) or is already running.
+fn is_gone(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 304,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ContainerMount;
+    use crate::inventory::assemble;
+
+    fn container(
+        name: &str,
+        running: bool,
+        mount: Option<bool>,
+        labels: &[(&str, &str)],
+        needs: &[&str],
+    ) -> EngineContainer {
+        EngineContainer {
+            id: format!("{name:0<16}"),
+            name: name.into(),
+            image: "img".into(),
+            running,
+            state: String::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mounts: mount
+                .map(|rw| ContainerMount {
+                    kind: MountKind::Volume,
+                    name: Some("data".into()),
+                    source: None,
+                    destination: "/data".into(),
+                    read_write: rw,
+                    tmpfs_size: None,
+                })
+                .into_iter()
+                .collect(),
+            needs: needs.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    fn order(containers: &[EngineContainer]) -> Vec<String> {
+        let volume = crate::engine::EngineVolume {
+            name: "data".into(),
+            driver: "local".into(),
+            ..Default::default()
+        };
+        let targets = assemble(&[volume], containers);
+        stop_order(&targets[0], containers)
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
+    #[test]
+    fn writers_and_their_dependents_stop_dependents_first() {
+        let project = [("com.docker.compose.project", "shop")];
+        let containers = vec![
+            container(
+                "db",
+                true,
+                Some(true),
+                &[project[0], ("com.docker.compose.service", "db")],
+                &[],
+            ),
+            container("reader", true, Some(false), &[], &[]),
+            container("stopped-writer", false, Some(true), &[], &[]),
+            container(
+                "app",
+                true,
+                None,
+                &[
+                    project[0],
+                    ("com.docker.compose.service", "app"),
+                    ("com.docker.compose.depends_on", "db:service_started:false"),
+                ],
+                &[],
+            ),
+            container("sidecar", true, None, &[], &["app"]),
+            container("unrelated", true, None, &[], &[]),
+        ];
+        assert_eq!(order(&containers), ["sidecar", "app", "db"]);
+    }
+
+    #[test]
+    fn compose_files_give_the_dependencies_compose_v1_does_not_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services:\n  db:\n    image: x\n  app:\n    image: y\n    depends_on:\n      db:\n        condition: service_healthy\n  proxy:\n    image: z\n    network_mode: service:app\n",
+        )
+        .expect("write");
+        let labels = |service: &'static str| {
+            vec![
+                ("com.docker.compose.project", "shop"),
+                ("com.docker.compose.service", service),
+                ("com.docker.compose.project.config_files", "compose.yaml"),
+            ]
+        };
+        let dir_label = dir.path().display().to_string();
+        let with_dir = |mut l: Vec<(&'static str, &'static str)>| {
+            let mut c = l
+                .drain(..)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>();
+            c.insert(
+                "com.docker.compose.project.working_dir".into(),
+                dir_label.clone(),
+            );
+            c
+        };
+        let mut db = container("db", true, Some(true), &[], &[]);
+        db.labels = with_dir(labels("db"));
+        let mut app = container("app", true, None, &[], &[]);
+        app.labels = with_dir(labels("app"));
+        let mut proxy = container("proxy", true, None, &[], &[]);
+        proxy.labels = with_dir(labels("proxy"));
+        assert_eq!(order(&[db, app, proxy]), ["proxy", "app", "db"]);
+    }
+
+    #[test]
+    fn cycles_do_not_hang() {
+        let containers = vec![
+            container("a", true, Some(true), &[], &["b"]),
+            container("b", true, None, &[], &["a"]),
+        ];
+        assert_eq!(order(&containers).len(), 2);
+    }
+
+    #[test]
+    fn journals_are_written_whole_and_removed_when_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = JournalFile {
+            pid: 42,
+            host: "h".into(),
+            engine: "e".into(),
+            stopped: vec![Stopped {
+                id: "1".into(),
+                name: "db".into(),
+            }],
+        };
+        j.save(dir.path()).expect("save");
+        let back: JournalFile = serde_json::from_str(
+            &std::fs::read_to_string(JournalFile::path(dir.path(), 42)).expect("read"),
+        )
+        .expect("json");
+        assert_eq!(back.stopped[0].name, "db");
+        j.stopped.clear();
+        j.save(dir.path()).expect("save");
+        assert!(!JournalFile::path(dir.path(), 42).exists());
+    }
+}

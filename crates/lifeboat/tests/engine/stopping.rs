@@ -1,0 +1,228 @@
+//! The stop strategy: writers and their dependents stop in order, start
+//! again in reverse, and always start again, even after lifeboat is killed.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{BUSYBOX, TestEnv, docker};
+
+fn state(container: &str, field: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{.State.{field}}}}}"),
+        container,
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+fn running(container: &str) -> bool {
+    state(container, "Running") == "true"
+}
+
+/// A volume with `megabytes` of incompressible data, and a writer
+/// container (labelled for the stop strategy) appending to it.
+fn busy_volume(env: &TestEnv, megabytes: u32) -> (String, String) {
+    let volume = env.volume("data", &[]);
+    env.busybox(
+        &[format!("{volume}:/v")],
+        &format!("dd if=/dev/urandom of=/v/bulk bs=1M count={megabytes} 2>/dev/null"),
+    )
+    .ok();
+    let writer = env.container(
+        "writer",
+        &[
+            "--init",
+            "--label",
+            "lifeboat.strategy=stop",
+            "-v",
+            &format!("{volume}:/data"),
+            BUSYBOX,
+            "sh",
+            "-c",
+            "while true; do date >> /data/log; sleep 0.1; done",
+        ],
+        true,
+    );
+    (volume, writer)
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn window_of(report: &serde_json::Value, container: &str) -> f64 {
+    report["targets"][0]["stop_windows"]
+        .as_array()
+        .expect("stop windows")
+        .iter()
+        .find(|w| w["container"] == container)
+        .and_then(|w| w["seconds"].as_f64())
+        .unwrap_or_else(|| panic!("no stop window for {container}: {report}"))
+}
+
+#[test]
+fn writers_and_dependents_stop_in_order_and_only_they_start_again() {
+    let env = TestEnv::new("stop-order");
+    env.init();
+    let (volume, writer) = busy_volume(&env, 300);
+    let dependent = env.container(
+        "dependent",
+        &[
+            "--init",
+            "--network",
+            &format!("container:{writer}"),
+            BUSYBOX,
+            "sleep",
+            "3000",
+        ],
+        true,
+    );
+    let reader = env.container(
+        "reader",
+        &[
+            "--init",
+            "-v",
+            &format!("{volume}:/data:ro"),
+            BUSYBOX,
+            "sleep",
+            "3000",
+        ],
+        true,
+    );
+    let idle = env.container(
+        "idle",
+        &["-v", &format!("{volume}:/data"), BUSYBOX, "true"],
+        false,
+    );
+    let reader_started = state(&reader, "StartedAt");
+
+    let plan = env
+        .lifeboat(&["backup", &volume, "--plan", "--json"])
+        .ok()
+        .json();
+    let order: Vec<&str> = plan[0]["stop"]
+        .as_array()
+        .expect("stop list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(order, [dependent.as_str(), writer.as_str()]);
+
+    let report = env.lifeboat(&["backup", &volume, "--json"]).ok().json();
+    assert_eq!(report["targets"][0]["strategy"], "stop");
+    // Judged by the engine's own timestamps: the dependent stopped first
+    // and started last.
+    assert!(state(&dependent, "FinishedAt") <= state(&writer, "FinishedAt"));
+    assert!(state(&writer, "StartedAt") <= state(&dependent, "StartedAt"));
+    assert!(running(&writer) && running(&dependent));
+    assert_eq!(
+        state(&reader, "StartedAt"),
+        reader_started,
+        "a read-only user was stopped"
+    );
+    assert_eq!(
+        state(&idle, "Status"),
+        "created",
+        "a container that was not running was started"
+    );
+    let two_pass = window_of(&report, &writer);
+
+    // Only the consistent snapshot remains, and restic agrees with it.
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(1), "{snapshots}");
+    crate::support::restic(&env.repo(), &env.password, &["check"]).ok();
+
+    // The same copy made while stopped, from scratch: the window covers it
+    // whole. With 300 MB unchanged, the two-pass window is far shorter.
+    let fresh = env.dir.path().join("fresh-repo");
+    let fresh = fresh.to_string_lossy();
+    env.lifeboat(&["init", "--repo", &fresh]).ok();
+    let single = env
+        .lifeboat(&[
+            "backup",
+            &volume,
+            "--single-pass",
+            "--repo",
+            &fresh,
+            "--json",
+        ])
+        .ok()
+        .json();
+    let single_pass = window_of(&single, &writer);
+    eprintln!(
+        "stop window of {writer}: two-pass {two_pass:.3}s, single stopped copy {single_pass:.3}s"
+    );
+    assert!(
+        two_pass < single_pass,
+        "two-pass window {two_pass:.3}s is not shorter than a stopped full copy {single_pass:.3}s"
+    );
+}
+
+#[test]
+fn a_killed_lifeboat_s_stopped_containers_start_again_with_the_next_command() {
+    let env = TestEnv::new("stop-kill");
+    env.init();
+    let (volume, writer) = busy_volume(&env, 400);
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["backup", &volume, "--single-pass"])
+        .env("LIFEBOAT_REPO", env.repo())
+        .env("LIFEBOAT_PASSWORD", &env.password)
+        .env("LIFEBOAT_STATE_DIR", env.state_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lifeboat");
+    wait_until("the writer is stopped", Duration::from_secs(60), || {
+        !running(&writer)
+    });
+    backup.kill().expect("SIGKILL");
+    let _ = backup.wait();
+    assert!(!running(&writer), "nothing should have started it yet");
+
+    let run = env.lifeboat(&["ls", "--no-sizes"]).ok();
+    assert!(run.stderr.contains("started again"), "{}", run.stderr);
+    assert!(run.stderr.contains(&writer), "{}", run.stderr);
+    assert!(running(&writer));
+    // Once only.
+    let again = env.lifeboat(&["ls", "--no-sizes"]).ok();
+    assert!(!again.stderr.contains("started again"), "{}", again.stderr);
+}
+
+#[test]
+fn an_interrupted_backup_starts_its_containers_again() {
+    let env = TestEnv::new("stop-int");
+    env.init();
+    let (volume, writer) = busy_volume(&env, 400);
+    let backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["backup", &volume, "--single-pass"])
+        .env("LIFEBOAT_REPO", env.repo())
+        .env("LIFEBOAT_PASSWORD", &env.password)
+        .env("LIFEBOAT_STATE_DIR", env.state_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lifeboat");
+    wait_until("the writer is stopped", Duration::from_secs(60), || {
+        !running(&writer)
+    });
+    let pid = backup.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let out = backup.wait_with_output().expect("lifeboat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(running(&writer), "{stderr}");
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(
+        snapshots.as_array().map(Vec::len),
+        Some(0),
+        "an interrupted backup left a snapshot"
+    );
+}

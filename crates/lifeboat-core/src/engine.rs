@@ -372,6 +372,76 @@ impl Engine {
         Ok(Helper { id: created.id })
     }
 
+    /// Starts a temporary container of `image` with `volume` mounted at
+    /// `path`, no network, the given environment and arguments. It carries
+    /// the helper labels, so a killed lifeboat's leftover is removed like a
+    /// helper's.
+    pub(crate) async fn start_temporary(
+        &self,
+        image: &str,
+        volume: &str,
+        path: &str,
+        env: &[String],
+        args: &[String],
+    ) -> Result<Helper> {
+        let mut labels = std::collections::HashMap::new();
+        labels.insert(HELPER_LABEL.to_string(), format!("volume {volume}"));
+        labels.insert(
+            HELPER_OWNER_LABEL.to_string(),
+            format!("{}/{}", crate::host::hostname(), std::process::id()),
+        );
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: (!args.is_empty()).then(|| args.to_vec()),
+            env: Some(env.to_vec()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![Mount {
+                    target: Some(path.to_string()),
+                    source: Some(volume.to_string()),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                network_mode: Some("none".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!(
+            "lifeboat-restore-{}-{}",
+            std::process::id(),
+            crate::random_hex(4)
+        );
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| Error::engine(format!("creating a container of {image}"), e))?;
+        let helper = Helper { id: created.id };
+        if let Err(e) = self.start_container(&helper.id).await {
+            let _ = self.remove_helper(&helper).await;
+            return Err(e);
+        }
+        Ok(helper)
+    }
+
+    /// Whether a container is running.
+    pub(crate) async fn is_running(&self, container: &str) -> Result<bool> {
+        let c = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| Error::engine(format!("inspecting container {container}"), e))?;
+        Ok(c.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
     /// Removes a helper container. Errors are returned, but callers usually
     /// only log them: a leftover helper holds no data and is labelled.
     pub(crate) async fn remove_helper(&self, helper: &Helper) -> Result<()> {

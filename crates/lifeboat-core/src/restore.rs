@@ -53,15 +53,24 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// What to restore into a running database container.
-#[derive(Clone, Debug, Default)]
+/// Where a dump is restored.
+#[derive(Clone, Debug)]
+pub enum DumpDestination {
+    /// A running database container.
+    Container(String),
+    /// A new volume, with the database brought up on it by a temporary
+    /// container of this image.
+    NewVolume { volume: String, image: String },
+}
+
+/// What to restore where.
+#[derive(Clone, Debug)]
 pub struct DumpRestoreRequest {
     /// A snapshot id (or a unique prefix), or `latest`.
     pub snapshot: String,
     /// The volume the dump was taken of.
     pub target: Option<String>,
-    /// The running container to restore into.
-    pub into: String,
+    pub destination: DumpDestination,
     /// Only this database (for PostgreSQL and MariaDB/MySQL).
     pub database: Option<String>,
 }
@@ -70,7 +79,10 @@ pub struct DumpRestoreRequest {
 #[derive(Clone, Debug, Serialize)]
 pub struct DumpRestoreReport {
     pub snapshot: SnapshotInfo,
+    /// The container restored into (a temporary one for a new volume).
     pub container: String,
+    /// The volume made, when the dump was brought up on a new one.
+    pub volume: Option<String>,
     pub database: Database,
     pub databases: Vec<crate::dump::RestoredDatabase>,
     pub seconds: f64,
@@ -83,9 +95,12 @@ impl DumpRestoreReport {
     }
 }
 
-/// Restores a dump snapshot into a running database container with the
-/// database's own tools, and checks the row counts against those recorded
-/// at backup.
+/// How long a fresh database container may take to come up.
+const BRING_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Restores a dump snapshot with the database's own tools, into a running
+/// container or onto a new volume, and checks the row counts against
+/// those recorded at backup.
 pub async fn restore_dump(
     engine: &Engine,
     repo: &Repo,
@@ -109,7 +124,7 @@ pub async fn restore_dump(
         Some("redis") => Database::Redis,
         Some(other) => {
             return Err(Error::BadRequest(format!(
-                "restoring {other} dumps into a container is not supported in this version"
+                "restoring {other} dumps is not supported in this version"
             )));
         }
         None => {
@@ -119,19 +134,10 @@ pub async fn restore_dump(
             )));
         }
     };
-    let container = engine
-        .containers()
-        .await?
-        .into_iter()
-        .find(|c| c.name == request.into || c.id.starts_with(&request.into))
-        .ok_or_else(|| {
-            Error::BadRequest(format!("no container {} on this engine", request.into))
-        })?;
-    if !container.running {
-        return Err(Error::BadRequest(format!(
-            "container {} is not running: start it, then restore into it",
-            container.name
-        )));
+    if database == Database::Redis && request.database.is_some() {
+        return Err(Error::BadRequest(
+            "--database does not apply to Redis: the RDB holds all its databases".into(),
+        ));
     }
     let files = {
         let repo = repo.clone();
@@ -153,32 +159,174 @@ pub async fn restore_dump(
         let files = files.clone();
         blocking(move || files.manifest()).await?
     };
-    let only = request.database.as_deref();
-    let databases = match database {
-        Database::Postgres => {
-            crate::dump::postgres::restore_into(engine, &container.name, &manifest, &files, only)
+
+    let (container, temporary, volume) = match &request.destination {
+        DumpDestination::Container(name) => {
+            let container = engine
+                .containers()
                 .await?
+                .into_iter()
+                .find(|c| &c.name == name || c.id.starts_with(name.as_str()))
+                .ok_or_else(|| Error::BadRequest(format!("no container {name} on this engine")))?;
+            if !container.running {
+                return Err(Error::BadRequest(format!(
+                    "container {} is not running: start it, then restore into it",
+                    container.name
+                )));
+            }
+            (container.name, None, None)
+        }
+        DumpDestination::NewVolume { volume, image } => {
+            if engine.volume(volume).await?.is_some() {
+                return Err(Error::BadRequest(format!(
+                    "volume {volume} exists: bring the dump up on a new volume, or restore into the container that uses {volume} with --into"
+                )));
+            }
+            engine
+                .create_volume(volume, "local", &Default::default(), &spec.labels)
+                .await?;
+            match bring_up(engine, database, &manifest, volume, image).await {
+                Ok(helper) => (helper.id.clone(), Some(helper), Some(volume.clone())),
+                Err(e) => {
+                    let _ = engine.remove_volume(volume).await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+
+    let only = request.database.as_deref();
+    let fresh = temporary.is_some();
+    let restored = match database {
+        Database::Postgres => {
+            crate::dump::postgres::restore_into(engine, &container, &manifest, &files, only).await
         }
         Database::Mariadb | Database::Mysql => {
-            crate::dump::mysql::restore_into(engine, &container.name, &manifest, &files, only)
-                .await?
+            crate::dump::mysql::restore_into(engine, &container, &manifest, &files, only, fresh)
+                .await
         }
         Database::Redis => {
-            if only.is_some() {
-                return Err(Error::BadRequest(
-                    "--database does not apply to Redis: the RDB holds all its databases".into(),
-                ));
+            crate::dump::redis::restore_into(engine, &container, &manifest, &files).await
+        }
+    };
+    if let Some(helper) = &temporary {
+        // A clean shutdown, so the volume holds a database that starts.
+        let stopped = engine.stop_container(&helper.id, Some(60)).await;
+        if let Err(e) = engine.remove_helper(helper).await {
+            tracing::warn!("{e}");
+        }
+        if let (Err(e), Ok(_)) = (&stopped, &restored) {
+            tracing::warn!("{e}");
+        }
+    }
+    let databases = match restored {
+        Ok(d) => d,
+        Err(e) => {
+            if let Some(volume) = &volume {
+                let _ = engine.remove_volume(volume).await;
             }
-            crate::dump::redis::restore_into(engine, &container.name, &manifest, &files).await?
+            return Err(e);
         }
     };
     Ok(DumpRestoreReport {
         snapshot,
-        container: container.name,
+        container: if fresh {
+            format!(
+                "a temporary container of {}",
+                image_of(&request.destination)
+            )
+        } else {
+            container
+        },
+        volume,
         database,
         databases,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn image_of(destination: &DumpDestination) -> &str {
+    match destination {
+        DumpDestination::NewVolume { image, .. } => image,
+        DumpDestination::Container(name) => name,
+    }
+}
+
+/// Starts a temporary container of the database's image on a new volume
+/// and waits until the real server (not the init script's temporary one)
+/// accepts connections. Its initial password is a random one: the dump's
+/// roles and accounts bring back the original credentials.
+async fn bring_up(
+    engine: &Engine,
+    database: Database,
+    manifest: &crate::dump::DumpManifest,
+    volume: &str,
+    image: &str,
+) -> Result<crate::engine::Helper> {
+    let password = crate::random_hex(16);
+    let setting = |key: &str| manifest.settings.get(key).cloned();
+    let (env, args, server, ready): (Vec<String>, Vec<String>, &[&str], &str) = match database {
+        Database::Postgres => {
+            let mut env = vec![format!("POSTGRES_PASSWORD={password}")];
+            for key in ["POSTGRES_USER", "POSTGRES_DB", "PGDATA"] {
+                if let Some(v) = setting(key) {
+                    env.push(format!("{key}={v}"));
+                }
+            }
+            (env, Vec::new(), &["postgres"], "pg_isready -q")
+        }
+        Database::Mariadb | Database::Mysql => (
+            vec![
+                format!("MARIADB_ROOT_PASSWORD={password}"),
+                format!("MYSQL_ROOT_PASSWORD={password}"),
+            ],
+            Vec::new(),
+            &["mariadbd", "mysqld"],
+            "mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent",
+        ),
+        Database::Redis => {
+            let args = if setting("appendonly").as_deref() == Some("yes") {
+                vec!["--appendonly".to_string(), "yes".to_string()]
+            } else {
+                Vec::new()
+            };
+            (
+                Vec::new(),
+                args,
+                &["redis-server"],
+                "redis-cli ping | grep -q PONG",
+            )
+        }
+    };
+    let helper = engine
+        .start_temporary(image, volume, &manifest.data_path, &env, &args)
+        .await?;
+    let check = format!(
+        "case \"$(cat /proc/1/comm)\" in {}) ;; *) exit 1 ;; esac; {ready}",
+        server.join("|")
+    );
+    let command = ["sh", "-c", check.as_str()].map(String::from);
+    let started = Instant::now();
+    loop {
+        let out = engine.exec_collect(&helper.id, &command, None).await;
+        if matches!(&out, Ok(o) if o.exit_code == 0) {
+            return Ok(helper);
+        }
+        if !engine.is_running(&helper.id).await.unwrap_or(false)
+            || started.elapsed() > BRING_UP_TIMEOUT
+        {
+            let _ = engine.remove_helper(&helper).await;
+            return Err(Error::Other(format!(
+                "a container of {image} on volume {volume} did not come up{}",
+                if started.elapsed() > BRING_UP_TIMEOUT {
+                    format!(" within {BRING_UP_TIMEOUT:?}")
+                } else {
+                    " (it stopped)".to_string()
+                }
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Finds the snapshot a request names. `latest` needs the target; an id may

@@ -347,16 +347,19 @@ fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// Feeds the dump to the container's own client: accounts first (only when
-/// everything is restored; accounts that exist, such as root, are kept as
-/// they are), then the databases, or the one asked for. Then every table
-/// recorded is counted and compared.
+/// Feeds the dump to the container's own client: the databases, or the
+/// one asked for; then every table recorded is counted and compared; then,
+/// when everything is restored, the accounts. Into a server that was in use,
+/// only accounts it does not have are added; into a `fresh` server that
+/// lifeboat brought up for the dump, all of them, root included, so that
+/// the volume opens with the original credentials.
 pub(crate) async fn restore_into(
     engine: &Engine,
     container: &str,
     manifest: &DumpManifest,
     dumps: &super::DumpFiles,
     only: Option<&str>,
+    fresh: bool,
 ) -> Result<Vec<RestoredDatabase>> {
     let selected: Vec<&DatabaseDump> = manifest
         .databases
@@ -374,9 +377,6 @@ pub(crate) async fn restore_into(
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-    }
-    if only.is_none() && manifest.database == Some(Database::Mariadb) {
-        restore_accounts(engine, container, dumps).await?;
     }
     if !selected.is_empty() {
         let mut args = vec![];
@@ -409,6 +409,10 @@ pub(crate) async fn restore_into(
     for database in selected {
         restored.push(verify(engine, container, database).await?);
     }
+    // Last: on a fresh server they change root's password.
+    if only.is_none() && manifest.database == Some(Database::Mariadb) {
+        restore_accounts(engine, container, dumps, fresh).await?;
+    }
     Ok(restored)
 }
 
@@ -423,6 +427,7 @@ async fn restore_accounts(
     engine: &Engine,
     container: &str,
     dumps: &super::DumpFiles,
+    fresh: bool,
 ) -> Result<()> {
     let listed = run(
         engine,
@@ -439,7 +444,27 @@ async fn restore_accounts(
         })
         .collect();
     let accounts = dumps.read(USERS_FILE).await?;
-    let wanted = keep_new_accounts(&String::from_utf8_lossy(&accounts), |user, host| {
+    let accounts = String::from_utf8_lossy(&accounts);
+    if fresh {
+        // Every account, over the ones the fresh server made: CREATE USER
+        // fails for those (1396, carried on past with --force) and the
+        // GRANTs that follow set their credentials.
+        let out = engine
+            .exec_collect(container, &client(&["--force"]), Some(accounts.as_bytes()))
+            .await?;
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("ERROR") && !l.contains("ERROR 1396"))
+            .collect();
+        return match errors.first() {
+            None => Ok(()),
+            Some(first) => Err(Error::Other(format!(
+                "restoring accounts in container {container} failed: {first}"
+            ))),
+        };
+    }
+    let wanted = keep_new_accounts(&accounts, |user, host| {
         !SERVER_ACCOUNTS.contains(&user)
             && !existing.contains(&(user.to_string(), host.to_string()))
     });

@@ -129,6 +129,7 @@ pub(crate) async fn prepare(
         )));
     };
     let version = cli_output(engine, container, &["INFO", "server"]).await?;
+    let appendonly = config(engine, container, "appendonly").await?;
     let manifest = DumpManifest {
         database: Some(Database::Redis),
         container: container.clone(),
@@ -144,7 +145,7 @@ pub(crate) async fn prepare(
             tables: BTreeMap::new(),
             keys: Some(keys),
         }],
-        settings: BTreeMap::new(),
+        settings: [("appendonly".to_string(), appendonly)].into(),
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
     let files = vec![

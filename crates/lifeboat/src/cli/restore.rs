@@ -7,7 +7,9 @@ use clap::Args;
 use lifeboat_core::engine::Engine;
 use lifeboat_core::progress::TransferProgress;
 use lifeboat_core::repo::Repo;
-use lifeboat_core::restore::{DumpRestoreRequest, RestoreRequest, restore, restore_dump};
+use lifeboat_core::restore::{
+    DumpDestination, DumpRestoreRequest, RestoreRequest, restore, restore_dump,
+};
 
 use super::{Global, Via};
 use crate::output::{ProgressDisplay, human_bytes};
@@ -37,8 +39,13 @@ pub(crate) struct RestoreArgs {
     #[arg(long, value_name = "CONTAINER", conflicts_with_all = ["to", "force"])]
     into: Option<String>,
 
-    /// With --into: restore only this database.
-    #[arg(long, value_name = "NAME", requires = "into")]
+    /// Bring a database dump up on the new volume given with --to, with a
+    /// temporary container of this image (the database's image).
+    #[arg(long, value_name = "IMAGE", requires = "to", conflicts_with_all = ["into", "force"])]
+    image: Option<String>,
+
+    /// With --into or --image: restore only this database.
+    #[arg(long, value_name = "NAME")]
     database: Option<String>,
 
     /// How to write the files.
@@ -49,14 +56,25 @@ pub(crate) struct RestoreArgs {
 pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
     let engine = super::connect(global).await?;
     let repo = super::open_repo(global.repo_settings()).await?;
-    if let Some(into) = args.into {
+    let destination = match (args.into, args.image, &args.to) {
+        (Some(container), _, _) => Some(DumpDestination::Container(container)),
+        (None, Some(image), Some(volume)) => Some(DumpDestination::NewVolume {
+            volume: volume.clone(),
+            image,
+        }),
+        _ => None,
+    };
+    if let Some(destination) = destination {
         let request = DumpRestoreRequest {
             snapshot: args.snapshot,
             target: args.volume,
-            into,
+            destination,
             database: args.database,
         };
         return restore_dump_into(global, &engine, &repo, &request).await;
+    }
+    if args.database.is_some() {
+        anyhow::bail!("--database applies to database dumps, restored with --into or --image");
     }
     let request = RestoreRequest {
         snapshot: args.snapshot,
@@ -128,8 +146,14 @@ async fn restore_dump_into(
     display.finish();
     let report = report.with_context(|| {
         format!(
-            "restoring {} into container {}",
-            request.snapshot, request.into
+            "restoring {} into {}",
+            request.snapshot,
+            match &request.destination {
+                DumpDestination::Container(c) => format!("container {c}"),
+                DumpDestination::NewVolume { volume, image } => {
+                    format!("new volume {volume} with {image}")
+                }
+            }
         )
     })?;
     if global.json {
@@ -161,10 +185,16 @@ async fn restore_dump_into(
                 );
             }
         }
-        eprintln!(
-            "restored snapshot {} into container {} ({:.1}s)",
-            report.snapshot.short_id, report.container, report.seconds
-        );
+        match &report.volume {
+            Some(volume) => eprintln!(
+                "restored snapshot {} into new volume {volume} through {} ({:.1}s)",
+                report.snapshot.short_id, report.container, report.seconds
+            ),
+            None => eprintln!(
+                "restored snapshot {} into container {} ({:.1}s)",
+                report.snapshot.short_id, report.container, report.seconds
+            ),
+        }
     }
     Ok(if report.verified() {
         crate::exit::SUCCESS

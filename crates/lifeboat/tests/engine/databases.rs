@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{TestEnv, docker, docker_with_input, restic};
+use crate::support::{BUSYBOX as BUSYBOX_IMAGE, TestEnv, docker, docker_with_input, restic};
 
 const POSTGRES: &str = "lifeboat-test/postgres:15";
 
@@ -113,6 +113,40 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
     ])
     .ok();
     restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+
+    // Brought up on a new volume by lifeboat, then used as any volume: a
+    // container of the image starts on it with the data.
+    let restored = format!("{volume}-new");
+    env.adopt_volume(&restored);
+    let report = env
+        .lifeboat(&[
+            "restore", &id, "--to", &restored, "--image", POSTGRES, "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["volume"], restored.as_str());
+    for d in report["databases"].as_array().expect("databases") {
+        assert_eq!(d["mismatches"], serde_json::json!([]), "{d}");
+    }
+    let on_new = env.database_on(
+        "pg-on-new",
+        POSTGRES,
+        &restored,
+        "/var/lib/postgresql/data",
+        &["POSTGRES_USER=shop", "POSTGRES_PASSWORD=unused"],
+        &[],
+    );
+    assert_eq!(
+        sql(&on_new, "shopdb", "SELECT count(*) FROM pgbench_accounts"),
+        "400000"
+    );
+    let label = format!("label=lifeboat.helper=volume {restored}");
+    let helpers = docker(&["ps", "-a", "-q", "--filter", &label]).ok();
+    assert_eq!(
+        helpers.stdout.trim(),
+        "",
+        "the temporary container was left behind"
+    );
 
     // One database alone, again.
     sql(&fresh, "shopdb", "DELETE FROM pgbench_tellers");
@@ -362,6 +396,36 @@ fn mariadb_dump_under_load_restores_with_the_recorded_row_counts() {
         "mariadb-dump -uroot --all-databases > /dev/null",
     ])
     .ok();
+
+    // On a new volume the server is a copy of the original: its root
+    // password is the original one, whatever the new container says.
+    let restored = format!("{volume}-new");
+    env.adopt_volume(&restored);
+    env.lifeboat(&["restore", &id, "--to", &restored, "--image", MARIADB])
+        .ok();
+    let on_new = env.database_on(
+        "maria-on-new",
+        MARIADB,
+        &restored,
+        "/var/lib/mysql",
+        &["MARIADB_ROOT_PASSWORD=not-used-any-more"],
+        &[],
+    );
+    assert_eq!(
+        maria_sql(&on_new, "root-pw-1", "SELECT COUNT(*) FROM shop.orders"),
+        "300"
+    );
+    let clerk = [
+        "exec",
+        "-e",
+        "MYSQL_PWD=clerk-pw",
+        &on_new,
+        "mariadb",
+        "-uclerk",
+        "-e",
+        "SELECT 1",
+    ];
+    docker(&clerk).ok();
 }
 
 const REDIS: &str = "lifeboat-test/redis:7";
@@ -461,4 +525,148 @@ fn redis_rdb_restores_into_an_append_only_container_and_survives_a_restart() {
             .trim(),
         "appendonly\nyes"
     );
+
+    // On a new volume, for a container that runs with the append-only file
+    // on, as the original did.
+    let restored = format!("{volume}-new");
+    env.adopt_volume(&restored);
+    env.lifeboat(&["restore", &id, "--to", &restored, "--image", REDIS])
+        .ok();
+    let on_new = env.database_on(
+        "redis-on-new",
+        REDIS,
+        &restored,
+        "/data",
+        &[],
+        &["--appendonly", "yes"],
+    );
+    assert_eq!(redis_keys(&on_new), keys);
+}
+
+/// The whole job on a mixed engine: `backup --all` with PostgreSQL,
+/// MariaDB, Redis and a plain file volume, each restored afterwards.
+#[test]
+fn backup_all_of_a_mixed_engine_restores_each_volume() {
+    let env = TestEnv::exclusive("all");
+    env.init();
+    let (pg, pg_volume) = postgres(&env, "pg", "pg-pw");
+    docker(&[
+        "exec", &pg, "pgbench", "-U", "shop", "-i", "-s", "1", "-q", "shopdb",
+    ])
+    .ok();
+    let (maria, maria_volume) = mariadb(&env, "maria", "maria-pw");
+    docker_with_input(
+        &[
+            "exec",
+            "-i",
+            "-e",
+            "MYSQL_PWD=maria-pw",
+            &maria,
+            "mariadb",
+            "-uroot",
+        ],
+        "CREATE TABLE shop.items (id INT PRIMARY KEY); INSERT INTO shop.items VALUES (1),(2),(3);",
+    )
+    .ok();
+    let (redis, redis_volume) = env.database("redis", REDIS, "/data", &[], &[]);
+    docker(&["exec", &redis, "redis-cli", "SET", "answer", "42"]).ok();
+    let files = env.volume("files", &[]);
+    env.busybox(&[format!("{files}:/v")], "echo kept > /v/note")
+        .ok();
+    env.container(
+        "web",
+        &["-v", &format!("{files}:/srv"), BUSYBOX_IMAGE, "true"],
+        false,
+    );
+
+    let report = env.lifeboat(&["backup", "--all", "--json"]).json();
+    let of = |name: &str| {
+        report["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not backed up: {report}"))
+            .clone()
+    };
+    for (volume, strategy) in [
+        (&pg_volume, "dump"),
+        (&maria_volume, "dump"),
+        (&redis_volume, "dump"),
+        (&files, "live"),
+    ] {
+        let t = of(volume);
+        assert_eq!(t["strategy"], strategy, "{t}");
+        assert!(
+            t["error"].is_null() && t["snapshot"]["id"].is_string(),
+            "{t}"
+        );
+    }
+
+    let pg_new = format!("{pg_volume}-new");
+    env.adopt_volume(&pg_new);
+    env.lifeboat(&[
+        "restore", "latest", "--volume", &pg_volume, "--to", &pg_new, "--image", POSTGRES,
+    ])
+    .ok();
+    let on_new = env.database_on(
+        "pg-new",
+        POSTGRES,
+        &pg_new,
+        "/var/lib/postgresql/data",
+        &["POSTGRES_USER=shop"],
+        &[],
+    );
+    assert_eq!(
+        sql(&on_new, "shopdb", "SELECT count(*) FROM pgbench_accounts"),
+        "100000"
+    );
+
+    let (maria_fresh, _) = mariadb(&env, "maria-fresh", "other-pw");
+    env.lifeboat(&[
+        "restore",
+        "latest",
+        "--volume",
+        &maria_volume,
+        "--into",
+        &maria_fresh,
+    ])
+    .ok();
+    assert_eq!(
+        maria_sql(&maria_fresh, "other-pw", "SELECT COUNT(*) FROM shop.items"),
+        "3"
+    );
+
+    let redis_new = format!("{redis_volume}-new");
+    env.adopt_volume(&redis_new);
+    env.lifeboat(&[
+        "restore",
+        "latest",
+        "--volume",
+        &redis_volume,
+        "--to",
+        &redis_new,
+        "--image",
+        REDIS,
+    ])
+    .ok();
+    let redis_on_new = env.database_on("redis-new", REDIS, &redis_new, "/data", &[], &[]);
+    assert_eq!(
+        docker(&["exec", &redis_on_new, "redis-cli", "GET", "answer"])
+            .ok()
+            .stdout
+            .trim(),
+        "42"
+    );
+
+    let files_new = format!("{files}-new");
+    env.adopt_volume(&files_new);
+    env.lifeboat(&["restore", "latest", "--volume", &files, "--to", &files_new])
+        .ok();
+    let note = env
+        .busybox(&[format!("{files_new}:/v:ro")], "cat /v/note")
+        .ok()
+        .stdout;
+    assert_eq!(note, "kept\n");
+    restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
 }

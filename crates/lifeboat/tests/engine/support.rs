@@ -5,10 +5,25 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub const BUSYBOX: &str = "lifeboat-test/busybox:1";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Tests share the engine; one that works on all of it (`backup --all`)
+/// must run alone: it takes this lock exclusively, the others shared.
+static ENGINE: RwLock<()> = RwLock::new(());
+
+/// The lock a test holds while it lives.
+enum EngineUse {
+    Shared {
+        _guard: RwLockReadGuard<'static, ()>,
+    },
+    Exclusive {
+        _guard: RwLockWriteGuard<'static, ()>,
+    },
+}
 
 /// One test's world.
 pub struct TestEnv {
@@ -18,6 +33,8 @@ pub struct TestEnv {
     volumes: RefCell<Vec<String>>,
     containers: RefCell<Vec<String>>,
     unmount: RefCell<Vec<PathBuf>>,
+    // Last: released after the cleanup in drop.
+    _engine: EngineUse,
 }
 
 /// What a command printed and how it ended.
@@ -55,6 +72,17 @@ impl Run {
 
 impl TestEnv {
     pub fn new(name: &str) -> Self {
+        let shared = ENGINE.read().unwrap_or_else(PoisonError::into_inner);
+        Self::with(name, EngineUse::Shared { _guard: shared })
+    }
+
+    /// A test that must have the engine to itself.
+    pub fn exclusive(name: &str) -> Self {
+        let exclusive = ENGINE.write().unwrap_or_else(PoisonError::into_inner);
+        Self::with(name, EngineUse::Exclusive { _guard: exclusive })
+    }
+
+    fn with(name: &str, engine: EngineUse) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         Self {
             prefix: format!("lbt-{}-{n}-{name}", std::process::id()),
@@ -63,6 +91,7 @@ impl TestEnv {
             volumes: RefCell::default(),
             containers: RefCell::default(),
             unmount: RefCell::default(),
+            _engine: engine,
         }
     }
 
@@ -212,6 +241,21 @@ impl TestEnv {
         args: &[&str],
     ) -> (String, String) {
         let volume = self.volume(&format!("{what}-data"), &[]);
+        let container = self.database_on(what, image, &volume, data_path, env, args);
+        (container, volume)
+    }
+
+    /// A database container on an existing volume, once it accepts
+    /// connections.
+    pub fn database_on(
+        &self,
+        what: &str,
+        image: &str,
+        volume: &str,
+        data_path: &str,
+        env: &[&str],
+        args: &[&str],
+    ) -> String {
         let mut all: Vec<String> = vec!["-v".into(), format!("{volume}:{data_path}")];
         for e in env {
             all.push("-e".into());
@@ -235,7 +279,7 @@ impl TestEnv {
             );
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        (container, volume)
+        container
     }
 }
 

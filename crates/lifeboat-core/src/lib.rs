@@ -25,11 +25,13 @@ pub mod restore;
 pub mod spec;
 pub mod stop;
 
+mod crypto;
 mod fsmeta;
 mod host;
 mod lock;
 mod node;
 mod paths;
+mod restorer;
 mod source;
 mod tarball;
 

@@ -19,13 +19,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
-use aes256ctr_poly1305aes::aead::{Aead, AeadInPlace};
 use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
+use crate::crypto::{seal, unseal};
 use crate::error::{Error, Result};
 use crate::host::hostname;
 
@@ -94,46 +92,6 @@ impl LockInfo {
             self.username, self.hostname, self.pid, self.time
         )
     }
-}
-
-/// Encrypts as the repository format does: nonce, ciphertext, MAC.
-fn seal(key: &MasterKey, plain: &[u8]) -> Vec<u8> {
-    let cipher = cipher(key);
-    let mut nonce = [0u8; 16];
-    if getrandom::fill(&mut nonce).is_err() {
-        // A repeated nonce only weakens this one small file; never fail a
-        // lock for it.
-        nonce = *b"lifeboat-lock-nn";
-    }
-    let mut out = Vec::with_capacity(plain.len() + 32);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plain);
-    let tag = cipher
-        .encrypt_in_place_detached((&nonce).into(), &[], &mut out[16..])
-        .unwrap_or_default();
-    out.extend_from_slice(&tag);
-    out
-}
-
-fn unseal(key: &MasterKey, data: &[u8]) -> Option<Vec<u8>> {
-    if data.len() < 32 {
-        return None;
-    }
-    let plain = cipher(key).decrypt(data[..16].into(), &data[16..]).ok()?;
-    // Version 2 repositories may store such files compressed: a leading 2
-    // marks zstd; plain JSON starts with `{`.
-    match plain.first() {
-        Some(2) => zstd::decode_all(&plain[1..]).ok(),
-        _ => Some(plain),
-    }
-}
-
-fn cipher(key: &MasterKey) -> Aes256CtrPoly1305Aes {
-    let mut raw = [0u8; 64];
-    raw[..32].copy_from_slice(&key.encrypt[..32.min(key.encrypt.len())]);
-    raw[32..48].copy_from_slice(&key.mac.k[..16.min(key.mac.k.len())]);
-    raw[48..64].copy_from_slice(&key.mac.r[..16.min(key.mac.r.len())]);
-    Aes256CtrPoly1305Aes::new((&raw).into())
 }
 
 /// A lock lifeboat holds; released (its file removed) on drop.
@@ -249,7 +207,7 @@ impl Drop for LockGuard {
 fn write_lock(repo_dir: &Path, key: &MasterKey, info: &LockInfo) -> Result<PathBuf> {
     let json = serde_json::to_vec(info).map_err(|e| Error::Other(e.to_string()))?;
     let sealed = seal(key, &json);
-    let id = hex(&sha2::Sha256::digest(&sealed));
+    let id = crate::crypto::sha256_hex(&sealed);
     let path = repo_dir.join("locks").join(id);
     // The temporary file's own errors name its path already.
     let bare = |e: std::io::Error| {
@@ -292,22 +250,9 @@ fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option
     Ok(None)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sealed_locks_open_with_the_same_key_only() {
-        let key = MasterKey::new();
-        let sealed = seal(&key, b"{\"x\":1}");
-        assert_eq!(unseal(&key, &sealed).as_deref(), Some(&b"{\"x\":1}"[..]));
-        assert_eq!(unseal(&MasterKey::new(), &sealed), None);
-        assert_eq!(unseal(&key, &sealed[..10]), None);
-    }
 
     #[test]
     fn compressed_lock_files_are_read() {

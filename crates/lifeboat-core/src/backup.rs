@@ -153,7 +153,15 @@ pub async fn backup_planned(
     let mut result = TargetBackup::new(&planned.target);
     result.strategy = Some(planned.strategy);
     let tag = format!("strategy={}", planned.strategy);
-    let (pre, abort) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Pre).await;
+    let mut journal = crate::stop::Journal::new(engine, &stop.state_dir);
+    // Post hooks are owed from the moment pre hooks may have run: an
+    // interrupted or killed lifeboat leaves them to the journal.
+    let owed = crate::hooks::owed_after(&planned.hooks);
+    let journaled = journal.owe(&owed);
+    let (pre, abort) = match journaled {
+        Ok(()) => crate::hooks::run_phase(engine, &planned.hooks, Phase::Pre).await,
+        Err(e) => (Vec::new(), Some(e)),
+    };
     result.hooks.extend(pre);
     let outcome = match (abort, planned.strategy) {
         (Some(e), _) => Err(e),
@@ -165,18 +173,54 @@ pub async fn backup_planned(
             };
             run(engine, repo, &planned.target, &pass, progress, &mut result).await
         }
-        (None, Strategy::Dump) => dump(engine, repo, planned, progress).await,
+        (None, Strategy::Dump) => dump(engine, repo, planned, &[], progress, &mut journal).await,
         (None, Strategy::Stop) => {
-            stop_and_copy(engine, repo, planned, choice, stop, progress, &mut result).await
+            let settings = StopRun {
+                choice,
+                single_pass: stop.single_pass,
+            };
+            stop_and_copy(
+                engine,
+                repo,
+                planned,
+                &settings,
+                &mut journal,
+                progress,
+                &mut result,
+            )
+            .await
         }
     };
     let (post, failed) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Post).await;
     result.hooks.extend(post);
+    for paid in &owed {
+        if let Err(e) = journal.paid(paid) {
+            tracing::warn!("{e}");
+        }
+    }
     if let Some(e) = failed {
         // The snapshot, if any, is good; what the hook should have undone
         // is not.
         result.error = Some(e.to_string());
     }
+    result.complete(outcome, started)
+}
+
+/// Backs up a planned dump target with extra tags and without hooks: the
+/// snapshot of what a restore into its container is about to replace.
+pub(crate) async fn backup_tagged(
+    engine: &Engine,
+    repo: &Repo,
+    planned: &PlannedTarget,
+    extra_tags: &[String],
+    state_dir: &std::path::Path,
+    progress: Arc<TransferProgress>,
+) -> TargetBackup {
+    let started = Instant::now();
+    let mut result = TargetBackup::new(&planned.target);
+    result.strategy = Some(planned.strategy);
+    let mut journal = crate::stop::Journal::new(engine, state_dir);
+    let outcome = dump(engine, repo, planned, extra_tags, progress, &mut journal).await;
     result.complete(outcome, started)
 }
 
@@ -237,15 +281,22 @@ pub struct StopSettings {
 /// copy again on top of the first copy (so that the window covers only
 /// what changed meanwhile), and start the containers again, whatever
 /// happened. The first copy, an inconsistent one, is deleted.
+/// How one stopped backup reads.
+struct StopRun {
+    choice: ReaderChoice,
+    single_pass: bool,
+}
+
 async fn stop_and_copy(
     engine: &Engine,
     repo: &Repo,
     planned: &PlannedTarget,
-    choice: ReaderChoice,
-    settings: &StopSettings,
+    settings: &StopRun,
+    journal: &mut crate::stop::Journal,
     progress: Arc<TransferProgress>,
     result: &mut TargetBackup,
 ) -> Result<SnapshotInfo> {
+    let choice = settings.choice;
     let target = &planned.target;
     let tag = format!("strategy={}", Strategy::Stop);
     let two_pass = !settings.single_pass
@@ -263,7 +314,10 @@ async fn stop_and_copy(
         None
     };
     progress.reset();
-    let mut window = crate::stop::StopWindow::new(engine, &settings.state_dir);
+    if let Some(c) = planned.stop_refusal() {
+        return Err(Error::BadRequest(c));
+    }
+    let mut window = crate::stop::StopWindow::new(engine, journal);
     let copied = match window.stop(&planned.stop).await {
         Ok(()) => {
             let pass = FilePass {
@@ -299,7 +353,9 @@ async fn dump(
     engine: &Engine,
     repo: &Repo,
     planned: &PlannedTarget,
+    extra_tags: &[String],
     progress: Arc<TransferProgress>,
+    journal: &mut crate::stop::Journal,
 ) -> Result<SnapshotInfo> {
     if let Some(problem) = &planned.problem {
         return Err(Error::Other(problem.clone()));
@@ -313,6 +369,7 @@ async fn dump(
         .spec()
         .ok_or_else(|| Error::BadRequest(format!("{} cannot be dumped", planned.name)))?;
     spec.extra_tags.push(format!("strategy={}", Strategy::Dump));
+    spec.extra_tags.extend(extra_tags.iter().cloned());
     spec.extra_tags
         .push(format!("database={}", from.database.dir_name()));
     let snapshot_path = spec.snapshot_path();
@@ -344,14 +401,16 @@ async fn dump(
             archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
         }
         Database::Redis => {
-            let prepared = crate::dump::redis::prepare(engine, from, &log, &progress).await?;
+            let prepared =
+                crate::dump::redis::prepare(engine, from, &log, &progress, journal).await?;
             let source = DumpSource::new(root_name, Database::Redis, prepared.files);
             let repo = repo.clone();
             let archived = tokio::task::spawn_blocking(move || {
                 repo.archive(&source, &request, || verdict(&log))
             })
             .await;
-            crate::dump::redis::remove_pinned(engine, &from.container, &prepared.pinned).await;
+            crate::dump::redis::remove_pinned(engine, &from.container, &prepared.pinned, journal)
+                .await;
             archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
         }
         Database::Mariadb | Database::Mysql => {

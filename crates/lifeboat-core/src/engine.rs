@@ -105,6 +105,8 @@ pub struct EngineContainer {
     /// `--volumes-from X`, `--link X` (names or ids as the engine gives
     /// them).
     pub needs: Vec<String>,
+    /// Started with `--rm`: stopping it removes it.
+    pub auto_remove: bool,
 }
 
 /// How a helper container mounts the data it streams.
@@ -668,21 +670,57 @@ impl Engine {
     }
 
     /// Stops a container, giving it `grace` seconds (its own stop timeout
-    /// when `None`) before it is killed.
+    /// when `None`) before it is killed, and returns once it has stopped.
     pub async fn stop_container(&self, container: &str, grace: Option<i32>) -> Result<()> {
-        let wait = u64::try_from(grace.unwrap_or(10)).unwrap_or(10) + 60;
+        let grace = match grace {
+            Some(g) => g,
+            None => self.stop_timeout(container).await?,
+        };
+        // The engine answers a container that is stopping, or stopped, as
+        // stopped; the wait below is what tells.
         self.docker
             .clone()
-            .with_timeout(Duration::from_secs(wait))
+            .with_timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(10) + 60))
             .stop_container(
                 container,
                 Some(bollard::query_parameters::StopContainerOptions {
-                    t: grace,
+                    t: Some(grace),
                     ..Default::default()
                 }),
             )
             .await
-            .map_err(|e| Error::engine(format!("stopping container {container}"), e))
+            .map_err(|e| Error::engine(format!("stopping container {container}"), e))?;
+        self.wait_stopped(
+            container,
+            Duration::from_secs(u64::try_from(grace).unwrap_or(10) + 60),
+        )
+        .await
+    }
+
+    /// The seconds a container is given to stop before it is killed.
+    async fn stop_timeout(&self, container: &str) -> Result<i32> {
+        let c = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| Error::engine(format!("inspecting container {container}"), e))?;
+        let seconds = c.config.and_then(|c| c.stop_timeout).unwrap_or(10);
+        Ok(i32::try_from(seconds.clamp(0, 3600)).unwrap_or(10))
+    }
+
+    /// Waits until a container is not running (a stop in progress ends).
+    pub(crate) async fn wait_stopped(&self, container: &str, limit: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        while self.is_running(container).await? {
+            if started.elapsed() > limit {
+                return Err(Error::Other(format!(
+                    "container {container} is still running {}s after it was asked to stop",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// Starts a container.
@@ -810,6 +848,7 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
         labels: config.labels.unwrap_or_default().into_iter().collect(),
         mounts,
         needs,
+        auto_remove: host_config.auto_remove.unwrap_or(false),
     }
 }
 

@@ -95,6 +95,20 @@ pub fn hooks_of(target: &Target, containers: &[EngineContainer]) -> Vec<Hook> {
     hooks
 }
 
+/// The post hooks of running containers, as commands the journal can run
+/// should lifeboat be stopped before it runs them itself.
+pub(crate) fn owed_after(hooks: &[Hook]) -> Vec<crate::stop::Pending> {
+    hooks
+        .iter()
+        .filter(|h| h.phase == Phase::Post && h.running)
+        .map(|h| crate::stop::Pending {
+            container: h.container.clone(),
+            command: ["sh", "-c", h.command.as_str()].map(String::from).to_vec(),
+            what: format!("post-backup hook `{}`", h.command),
+        })
+        .collect()
+}
+
 /// Runs the hooks of a phase, one after the other. Returns what each did
 /// and the error that stops the backup, if one failed with `abort`.
 pub(crate) async fn run_phase(
@@ -143,7 +157,10 @@ async fn run_one(engine: &Engine, hook: &Hook) -> HookRun {
         ok: false,
     };
     if !hook.running {
-        run.output = "the container is not running".into();
+        // As offen does: hooks run in running containers only; a stopped
+        // one has nothing to flush or resume.
+        run.output = "skipped: the container is not running".into();
+        run.ok = true;
         run.seconds = started.elapsed().as_secs_f64();
         return run;
     }
@@ -209,6 +226,7 @@ mod tests {
                 tmpfs_size: None,
             }],
             needs: Vec::new(),
+            auto_remove: false,
         };
         let volume = EngineVolume {
             name: "v".into(),

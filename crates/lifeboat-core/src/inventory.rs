@@ -534,6 +534,7 @@ mod tests {
             labels: [("com.docker.compose.project".to_string(), "shop".to_string())].into(),
             mounts,
             needs: Vec::new(),
+            auto_remove: false,
         }
     }
 

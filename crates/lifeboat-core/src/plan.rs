@@ -123,6 +123,26 @@ pub struct PlannedTarget {
     pub target: Target,
 }
 
+impl PlannedTarget {
+    /// Why the stop strategy must not stop this target's containers: one
+    /// started with `--rm` would be removed, not stopped.
+    pub fn stop_refusal(&self) -> Option<String> {
+        let removed: Vec<&str> = self
+            .stop
+            .iter()
+            .filter(|s| s.auto_remove)
+            .map(|s| s.name.as_str())
+            .collect();
+        (!removed.is_empty()).then(|| {
+            format!(
+                "{}: container {} was started with --rm, so stopping it would remove it; back it up with --strategy live or dump",
+                self.name,
+                removed.join(", ")
+            )
+        })
+    }
+}
+
 /// Strategies given on the command line.
 #[derive(Clone, Debug, Default)]
 pub struct StrategyFlags {
@@ -375,6 +395,7 @@ mod tests {
                 tmpfs_size: None,
             }],
             needs: Vec::new(),
+            auto_remove: false,
         }
     }
 

@@ -71,8 +71,13 @@ pub struct DumpRestoreRequest {
     /// The volume the dump was taken of.
     pub target: Option<String>,
     pub destination: DumpDestination,
+    /// Where the journal of stopped containers lives (Redis restarts).
+    pub state_dir: std::path::PathBuf,
     /// Only this database (for PostgreSQL and MariaDB/MySQL).
     pub database: Option<String>,
+    /// Replace data the container holds, after dumping it into a
+    /// `pre-restore` snapshot.
+    pub force: bool,
 }
 
 /// What restoring a dump did.
@@ -85,6 +90,8 @@ pub struct DumpRestoreReport {
     pub volume: Option<String>,
     pub database: Database,
     pub databases: Vec<crate::dump::RestoredDatabase>,
+    /// The dump of what the container held before, when it was forced.
+    pub previous_content: Option<SnapshotInfo>,
     pub seconds: f64,
 }
 
@@ -160,19 +167,28 @@ pub async fn restore_dump(
         blocking(move || files.manifest()).await?
     };
 
+    let mut previous_content = None;
     let (container, temporary, volume) = match &request.destination {
         DumpDestination::Container(name) => {
-            let container = engine
-                .containers()
-                .await?
-                .into_iter()
-                .find(|c| &c.name == name || c.id.starts_with(name.as_str()))
-                .ok_or_else(|| Error::BadRequest(format!("no container {name} on this engine")))?;
+            let container = find_container(engine, name).await?;
             if !container.running {
                 return Err(Error::BadRequest(format!(
                     "container {} is not running: start it, then restore into it",
                     container.name
                 )));
+            }
+            let holding =
+                crate::dump::holds_data(engine, &container.name, database, &manifest).await?;
+            if !holding.is_empty() {
+                if !request.force {
+                    return Err(Error::BadRequest(format!(
+                        "container {} holds data the restore would replace ({}); add --force: what it holds is dumped into a snapshot first",
+                        container.name,
+                        holding.join(", ")
+                    )));
+                }
+                previous_content =
+                    Some(dump_current(engine, repo, &container.name, &request.state_dir).await?);
             }
             (container.name, None, None)
         }
@@ -182,13 +198,27 @@ pub async fn restore_dump(
                     "volume {volume} exists: bring the dump up on a new volume, or restore into the container that uses {volume} with --into"
                 )));
             }
-            engine
+            let asked = rustic_core::jiff::Timestamp::now();
+            let made = engine
                 .create_volume(volume, "local", &Default::default(), &spec.labels)
                 .await?;
+            // The engine hands back a volume of that name made meanwhile by
+            // someone else: that one is not lifeboat's to remove.
+            let ours = made
+                .created_at
+                .as_deref()
+                .and_then(|t| t.parse::<rustic_core::jiff::Timestamp>().ok())
+                .is_none_or(|t| t.as_second() + 2 >= asked.as_second());
             match bring_up(engine, database, &manifest, volume, image).await {
-                Ok(helper) => (helper.id.clone(), Some(helper), Some(volume.clone())),
+                Ok(helper) => (
+                    helper.id.clone(),
+                    Some(helper),
+                    ours.then(|| volume.clone()),
+                ),
                 Err(e) => {
-                    let _ = engine.remove_volume(volume).await;
+                    if ours {
+                        let _ = engine.remove_volume(volume).await;
+                    }
                     return Err(e);
                 }
             }
@@ -199,14 +229,17 @@ pub async fn restore_dump(
     let fresh = temporary.is_some();
     let restored = match database {
         Database::Postgres => {
-            crate::dump::postgres::restore_into(engine, &container, &manifest, &files, only).await
+            crate::dump::postgres::restore_into(engine, &container, &manifest, &files, only, fresh)
+                .await
         }
         Database::Mariadb | Database::Mysql => {
             crate::dump::mysql::restore_into(engine, &container, &manifest, &files, only, fresh)
                 .await
         }
         Database::Redis => {
-            crate::dump::redis::restore_into(engine, &container, &manifest, &files).await
+            let mut journal = crate::stop::Journal::new(engine, &request.state_dir);
+            crate::dump::redis::restore_into(engine, &container, &manifest, &files, &mut journal)
+                .await
         }
     };
     if let Some(helper) = &temporary {
@@ -230,6 +263,7 @@ pub async fn restore_dump(
     };
     Ok(DumpRestoreReport {
         snapshot,
+        previous_content,
         container: if fresh {
             format!(
                 "a temporary container of {}",
@@ -243,6 +277,80 @@ pub async fn restore_dump(
         databases,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A container by its exact name, or by an id prefix long enough to be
+/// unambiguous: a restore must not land in the wrong database.
+async fn find_container(engine: &Engine, wanted: &str) -> Result<crate::engine::EngineContainer> {
+    let containers = engine.containers().await?;
+    if let Some(c) = containers.iter().find(|c| c.name == wanted) {
+        return Ok(c.clone());
+    }
+    let by_id: Vec<_> = containers
+        .iter()
+        .filter(|c| wanted.len() >= 12 && c.id.starts_with(wanted))
+        .collect();
+    match by_id.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::BadRequest(format!(
+            "no container named {wanted} on this engine (ids need at least 12 characters)"
+        ))),
+        _ => Err(Error::BadRequest(format!(
+            "{wanted} matches several containers"
+        ))),
+    }
+}
+
+/// Dumps what a database container holds now, as a `pre-restore` snapshot
+/// of its data volume.
+async fn dump_current(
+    engine: &Engine,
+    repo: &Repo,
+    container: &str,
+    state_dir: &std::path::Path,
+) -> Result<SnapshotInfo> {
+    let inventory = discover(
+        engine,
+        InventoryOptions {
+            sizes: false,
+            size_deadline: None,
+        },
+    )
+    .await?;
+    let targets: Vec<_> = inventory
+        .targets
+        .iter()
+        .filter(|t| t.users.iter().any(|u| u.container == container))
+        .cloned()
+        .collect();
+    let flags = crate::plan::StrategyFlags {
+        all: Some(crate::plan::Strategy::Dump),
+        ..Default::default()
+    };
+    let planned = crate::plan::plan(&inventory, &targets, &flags, &Default::default())
+        .into_iter()
+        .find(|p| p.dump.as_ref().is_some_and(|d| d.container == container))
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "the data of container {container} is not in a volume, so it cannot be snapshotted before it is replaced; bring the dump up on a new volume with --to NAME --image IMAGE instead"
+            ))
+        })?;
+    let result = crate::backup::backup_tagged(
+        engine,
+        repo,
+        &planned,
+        &[PRE_RESTORE_TAG.to_string()],
+        state_dir,
+        Arc::new(TransferProgress::default()),
+    )
+    .await;
+    match (result.snapshot, result.error) {
+        (Some(s), None) => Ok(s),
+        (_, error) => Err(Error::Other(format!(
+            "not replacing the data of container {container}: dumping it first failed: {}",
+            error.unwrap_or_default()
+        ))),
+    }
 }
 
 fn image_of(destination: &DumpDestination) -> &str {

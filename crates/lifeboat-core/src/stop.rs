@@ -36,6 +36,8 @@ pub struct StopEntry {
     pub id: String,
     pub name: String,
     pub why: String,
+    /// Started with `--rm`: stopping it would remove it.
+    pub auto_remove: bool,
 }
 
 /// How long one container was stopped.
@@ -112,6 +114,7 @@ pub fn stop_order(target: &Target, containers: &[EngineContainer]) -> Vec<StopEn
         order.push(StopEntry {
             name: name_of(&running, &id),
             why: why.remove(&id).unwrap_or_default(),
+            auto_remove: running.iter().any(|c| c.id == id && c.auto_remove),
             id,
         });
     }
@@ -270,13 +273,24 @@ impl ComposeDeps {
     }
 }
 
-/// One lifeboat process's record of the containers it stopped.
+/// What a lifeboat run must undo if it cannot finish: the containers it
+/// stopped and the commands still owed (post hooks, clean-ups). One file
+/// per run, written before each step it records.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct JournalFile {
+    /// The process that wrote it: its pid, its start time (clock ticks
+    /// after boot) and the boot, so that a reused pid or a new container
+    /// with the same pid is not mistaken for it.
     pid: i64,
+    started: u64,
+    boot: String,
     host: String,
     engine: String,
+    /// In the order they were stopped.
     stopped: Vec<Stopped>,
+    /// In the order they are to run, once the containers run again.
+    #[serde(default)]
+    pending: Vec<Pending>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -285,70 +299,144 @@ struct Stopped {
     name: String,
 }
 
+/// A command to run in a container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    pub(crate) container: String,
+    pub(crate) command: Vec<String>,
+    /// What it is, for messages.
+    pub(crate) what: String,
+}
+
 /// The journal directory under lifeboat's state directory.
 fn journal_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("journal")
 }
 
+/// This boot's id, the same inside and outside containers.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// When a process started, in clock ticks after boot (`/proc/PID/stat`,
+/// field 22); `None` when there is no such process.
+fn start_time(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
 impl JournalFile {
-    fn path(state_dir: &Path, pid: i64) -> PathBuf {
-        journal_dir(state_dir).join(format!("{pid}.json"))
+    fn is_this_process(&self) -> bool {
+        self.boot == boot_id()
+            && self.pid == i64::from(std::process::id())
+            && start_time(self.pid) == Some(self.started)
+    }
+
+    /// Whether the process that wrote it is gone: another boot, or no
+    /// process with its pid and start time.
+    fn writer_is_gone(&self) -> bool {
+        self.boot != boot_id() || start_time(self.pid) != Some(self.started)
+    }
+}
+
+/// The journal of one run.
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: JournalFile,
+}
+
+impl Journal {
+    pub(crate) fn new(engine: &Engine, state_dir: &Path) -> Self {
+        let pid = i64::from(std::process::id());
+        Self {
+            path: journal_dir(state_dir).join(format!("{pid}-{}.json", crate::random_hex(6))),
+            file: JournalFile {
+                pid,
+                started: start_time(pid).unwrap_or(0),
+                boot: boot_id(),
+                host: crate::host::hostname(),
+                engine: engine.host().to_string(),
+                stopped: Vec::new(),
+                pending: Vec::new(),
+            },
+        }
+    }
+
+    /// Records commands owed, before what makes them owed happens.
+    pub(crate) fn owe(&mut self, pending: &[Pending]) -> Result<()> {
+        self.file.pending.extend(pending.iter().cloned());
+        self.save()
+    }
+
+    /// Records that a command owed has run (or is no longer owed).
+    pub(crate) fn paid(&mut self, pending: &Pending) -> Result<()> {
+        if let Some(i) = self.file.pending.iter().position(|p| p == pending) {
+            self.file.pending.remove(i);
+        }
+        self.save()
     }
 
     /// Writes the journal where a crash cannot leave half of it: a
-    /// temporary file, synced, renamed over the old one.
-    fn save(&self, state_dir: &Path) -> Result<()> {
-        let dir = journal_dir(state_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = Self::path(state_dir, self.pid);
-        if self.stopped.is_empty() {
-            return match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
-                _ => Ok(()),
-            };
-        }
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-        tmp.write_all(&json)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| Error::io(&path, e))?;
-        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok(())
+    /// temporary file, synced, renamed over the old one; an empty journal
+    /// is removed.
+    fn save(&self) -> Result<()> {
+        save_file(&self.path, &self.file)
     }
+}
+
+fn save_file(path: &Path, file: &JournalFile) -> Result<()> {
+    if file.stopped.is_empty() && file.pending.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+            _ => Ok(()),
+        };
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let json = serde_json::to_vec_pretty(file).map_err(|e| Error::Other(e.to_string()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(&json)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
 }
 
 /// The containers a stop window stopped, started again on the way out.
 pub(crate) struct StopWindow<'a> {
     engine: &'a Engine,
-    state_dir: PathBuf,
-    journal: JournalFile,
+    journal: &'a mut Journal,
     stopped: Vec<(StopEntry, Instant)>,
 }
 
 impl<'a> StopWindow<'a> {
-    pub(crate) fn new(engine: &'a Engine, state_dir: &Path) -> Self {
+    pub(crate) fn new(engine: &'a Engine, journal: &'a mut Journal) -> Self {
         Self {
             engine,
-            state_dir: state_dir.to_path_buf(),
-            journal: JournalFile {
-                pid: i64::from(std::process::id()),
-                host: crate::host::hostname(),
-                engine: engine.host().to_string(),
-                stopped: Vec::new(),
-            },
+            journal,
             stopped: Vec::new(),
         }
     }
 
     /// Stops the containers in the given order, each written to the journal
-    /// before it is stopped.
+    /// before it is stopped. A container that is no longer running (it
+    /// stopped since the plan was made) is left alone, and will not be
+    /// started either.
     pub(crate) async fn stop(&mut self, order: &[StopEntry]) -> Result<()> {
         for entry in order {
-            self.journal.stopped.push(Stopped {
+            if !self.engine.is_running(&entry.id).await? {
+                continue;
+            }
+            self.journal.file.stopped.push(Stopped {
                 id: entry.id.clone(),
                 name: entry.name.clone(),
             });
-            self.journal.save(&self.state_dir)?;
+            self.journal.save()?;
             self.stopped.push((entry.clone(), Instant::now()));
             self.engine.stop_container(&entry.id, None).await?;
         }
@@ -357,19 +445,20 @@ impl<'a> StopWindow<'a> {
 
     /// Starts again, in reverse order, everything this window stopped, and
     /// says how long each was stopped. Every container is tried, whatever
-    /// happens to the others.
+    /// happens to the others; one that cannot start stays in the journal,
+    /// for the next lifeboat command to try again.
     pub(crate) async fn restart(mut self) -> (Vec<StopWindowReport>, Vec<String>) {
         let mut windows = Vec::new();
         let mut errors = Vec::new();
         while let Some((entry, since)) = self.stopped.pop() {
-            match self.engine.start_container(&entry.id).await {
+            match start_stopped(self.engine, &entry.id).await {
                 Ok(()) => {
                     windows.push(StopWindowReport {
                         container: entry.name.clone(),
                         seconds: since.elapsed().as_secs_f64(),
                     });
-                    self.journal.stopped.retain(|s| s.id != entry.id);
-                    if let Err(e) = self.journal.save(&self.state_dir) {
+                    self.journal.file.stopped.retain(|s| s.id != entry.id);
+                    if let Err(e) = self.journal.save() {
                         errors.push(e.to_string());
                     }
                 }
@@ -381,10 +470,28 @@ impl<'a> StopWindow<'a> {
     }
 }
 
-/// Starts again the containers that lifeboat processes stopped and could
-/// not start themselves: those that died (on this host, for this engine),
-/// or, with `own`, this very process (after an interruption). Returns the
-/// containers started.
+/// Starts a container lifeboat stopped, once it has really stopped (a stop
+/// interrupted half-way ends first; starting it earlier would be answered
+/// as done and the stop would then complete).
+async fn start_stopped(engine: &Engine, id: &str) -> Result<()> {
+    engine
+        .wait_stopped(id, std::time::Duration::from_secs(300))
+        .await?;
+    engine.start_container(id).await
+}
+
+/// Whether any journal is waiting: a cheap look before connecting to the
+/// engine.
+pub fn journals_waiting(state_dir: &Path) -> bool {
+    std::fs::read_dir(journal_dir(state_dir))
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))))
+        .unwrap_or(false)
+}
+
+/// Undoes what lifeboat runs could not: those whose process is gone (a
+/// killed lifeboat, on this machine, for this engine), or, with `own`, this
+/// very process (after an interruption). Stopped containers start again,
+/// then the commands owed run. Returns what was done, in words.
 pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec<String>> {
     let dir = journal_dir(state_dir);
     let entries = match std::fs::read_dir(&dir) {
@@ -392,8 +499,7 @@ pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&dir, e)),
     };
-    let me = i64::from(std::process::id());
-    let mut started = Vec::new();
+    let mut done = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
@@ -406,21 +512,19 @@ pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec
             tracing::warn!("ignoring unreadable journal {}", path.display());
             continue;
         };
-        let ours = journal.pid == me;
-        let orphaned = journal.host == crate::host::hostname()
-            && journal.engine == engine.host()
-            && if ours {
+        let orphaned = journal.engine == engine.host()
+            && if journal.is_this_process() {
                 own
             } else {
-                crate::host::process_is_gone(journal.pid)
+                journal.writer_is_gone()
             };
         if !orphaned {
             continue;
         }
         let mut left = Vec::new();
         for stopped in journal.stopped.iter().rev() {
-            match engine.start_container(&stopped.id).await {
-                Ok(()) => started.push(stopped.name.clone()),
+            match start_stopped(engine, &stopped.id).await {
+                Ok(()) => done.push(format!("started {}", stopped.name)),
                 Err(Error::Engine { source, .. }) if is_gone(&source) => {}
                 Err(e) => {
                     tracing::warn!("{e}");
@@ -430,18 +534,39 @@ pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec
         }
         left.reverse();
         journal.stopped = left;
-        journal.save(state_dir)?;
+        let mut owed = Vec::new();
+        for pending in std::mem::take(&mut journal.pending) {
+            match engine
+                .exec_collect(&pending.container, &pending.command, None)
+                .await
+            {
+                Ok(out) if out.exit_code == 0 => {
+                    done.push(format!("ran {} in {}", pending.what, pending.container));
+                }
+                Ok(out) => done.push(format!(
+                    "{} in {} failed (exit status {})",
+                    pending.what, pending.container, out.exit_code
+                )),
+                Err(Error::Engine { source, .. }) if is_gone(&source) => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    owed.push(pending);
+                }
+            }
+        }
+        journal.pending = owed;
+        save_file(&path, &journal)?;
     }
-    Ok(started)
+    Ok(done)
 }
 
-/// Whether an engine error says the container no longer exists (nothing to
-/// start any more) or is already running.
+/// Whether an engine error says the container no longer exists: nothing
+/// to start or run there any more.
 fn is_gone(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
-            status_code: 404 | 304,
+            status_code: 404,
             ..
         }
     )
@@ -482,6 +607,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             needs: needs.iter().map(|n| n.to_string()).collect(),
+            auto_remove: false,
         }
     }
 
@@ -576,23 +702,41 @@ mod tests {
     #[test]
     fn journals_are_written_whole_and_removed_when_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = JournalFile {
-            pid: 42,
-            host: "h".into(),
-            engine: "e".into(),
+        let path = dir.path().join("journal/1-a.json");
+        let mut file = JournalFile {
+            pid: 1,
+            started: 7,
+            boot: "b".into(),
             stopped: vec![Stopped {
                 id: "1".into(),
                 name: "db".into(),
             }],
+            ..Default::default()
         };
-        j.save(dir.path()).expect("save");
-        let back: JournalFile = serde_json::from_str(
-            &std::fs::read_to_string(JournalFile::path(dir.path(), 42)).expect("read"),
-        )
-        .expect("json");
+        save_file(&path, &file).expect("save");
+        let back: JournalFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
         assert_eq!(back.stopped[0].name, "db");
-        j.stopped.clear();
-        j.save(dir.path()).expect("save");
-        assert!(!JournalFile::path(dir.path(), 42).exists());
+        file.stopped.clear();
+        save_file(&path, &file).expect("save");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_process_is_known_by_pid_start_time_and_boot() {
+        let me = i64::from(std::process::id());
+        let mut file = JournalFile {
+            pid: me,
+            started: start_time(me).expect("own start time"),
+            boot: boot_id(),
+            ..Default::default()
+        };
+        assert!(file.is_this_process());
+        assert!(!file.writer_is_gone());
+        file.started += 1;
+        assert!(file.writer_is_gone(), "a reused pid");
+        file.started -= 1;
+        file.boot = "another boot".into();
+        assert!(file.writer_is_gone());
     }
 }

@@ -159,8 +159,11 @@ impl<T: Clone> Slot<T> {
         })
     }
 
+    /// Gives the value, unless it was already said never to come.
     pub(crate) fn fill(&self, value: T) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.lock()
+            && matches!(*s, SlotState::Waiting)
+        {
             *s = SlotState::Ready(value);
         }
         self.ready.notify_all();
@@ -205,8 +208,11 @@ pub(crate) enum DumpOpen {
     /// Bytes known in advance.
     Bytes(Vec<u8>),
     /// Bytes made once another file's dump has ended (the manifest of a
-    /// dump whose rows are counted on the way).
-    After(Box<dyn FnOnce() -> Option<Vec<u8>> + Send>),
+    /// dump whose rows are counted on the way); `None` when it failed.
+    After {
+        make: Box<dyn FnOnce() -> Option<Vec<u8>> + Send>,
+        log: SharedLog,
+    },
 }
 
 /// Runs a command in a container when its file is read.
@@ -252,10 +258,13 @@ impl ReadSourceOpen for DumpOpen {
     fn open(self) -> RusticResult<DumpReader> {
         match self {
             Self::Bytes(b) => Ok(DumpReader::Bytes(std::io::Cursor::new(b))),
-            Self::After(make) => make()
+            Self::After { make, log } => make()
                 .map(|b| DumpReader::Bytes(std::io::Cursor::new(b)))
                 .ok_or_else(|| {
-                    RusticError::new(ErrorKind::InputOutput, "a dump this file depends on failed")
+                    let message = "a dump the manifest depends on failed".to_string();
+                    record_fatal(&log, message.clone());
+                    RusticError::new(ErrorKind::InputOutput, "{message}")
+                        .attach_context("message", message)
                 }),
             Self::Command(open) => (*open).start().map(DumpReader::Command),
         }
@@ -288,7 +297,7 @@ impl CommandOpen {
             while let Some(chunk) = output.next().await {
                 match chunk {
                     Ok(ExecChunk::Stdout(b)) => {
-                        if tx.send(Ok(b)).await.is_err() {
+                        if tx.send(Ok(Piece::Data(b))).await.is_err() {
                             // The repository stopped reading.
                             return;
                         }
@@ -310,9 +319,16 @@ impl CommandOpen {
                 )),
                 Err(e) => Some(format!("{what}: {e}")),
             };
-            if let Some(message) = failure {
-                record_fatal(&log, message.clone());
-                let _ = tx.send(Err(std::io::Error::other(message))).await;
+            match failure {
+                // Only this says the output is whole: a channel that just
+                // closes (this task cancelled) does not.
+                None => {
+                    let _ = tx.send(Ok(Piece::End)).await;
+                }
+                Some(message) => {
+                    record_fatal(&log, message.clone());
+                    let _ = tx.send(Err(std::io::Error::other(message))).await;
+                }
             }
         });
         Ok(CommandReader {
@@ -320,24 +336,42 @@ impl CommandOpen {
             current: Bytes::new(),
             tap: self.tap.take(),
             progress: self.progress.clone(),
+            log: self.log.clone(),
+            what: format!("{} in container {}", self.what, self.container),
         })
     }
 }
 
+/// What the output pump sends.
+pub(crate) enum Piece {
+    Data(Bytes),
+    /// The command ended with success: the output is whole.
+    End,
+}
+
 /// A command's standard output, as a blocking reader. It ends with an
-/// error when the command failed.
+/// error when the command failed, or when the output stopped without the
+/// command's success being known.
 pub(crate) struct CommandReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Piece>>,
     current: Bytes,
     tap: Option<Box<dyn Tap>>,
     progress: Arc<TransferProgress>,
+    log: SharedLog,
+    what: String,
 }
 
 impl Read for CommandReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok(Piece::Data(chunk))) => self.current = chunk,
+                Some(Ok(Piece::End)) => {
+                    if let Some(mut tap) = self.tap.take() {
+                        tap.finish();
+                    }
+                    return Ok(0);
+                }
                 Some(Err(e)) => {
                     if let Some(tap) = self.tap.as_mut() {
                         tap.abandon();
@@ -345,10 +379,13 @@ impl Read for CommandReader {
                     return Err(e);
                 }
                 None => {
-                    if let Some(mut tap) = self.tap.take() {
-                        tap.finish();
+                    if let Some(tap) = self.tap.as_mut() {
+                        tap.abandon();
                     }
-                    return Ok(0);
+                    let message =
+                        format!("{}: the output stopped before the command's end", self.what);
+                    record_fatal(&self.log, message.clone());
+                    return Err(std::io::Error::other(message));
                 }
             }
         }
@@ -448,6 +485,21 @@ impl ReadSource for DumpSource {
             .and_then(|mut e| e.take())
             .unwrap_or_default()
             .into_iter()
+    }
+}
+
+/// What a container holds that restoring the dump would replace, in words
+/// (`database shop`, `2104 keys`); empty when nothing.
+pub(crate) async fn holds_data(
+    engine: &Engine,
+    container: &str,
+    database: Database,
+    manifest: &DumpManifest,
+) -> Result<Vec<String>> {
+    match database {
+        Database::Postgres => postgres::holds(engine, container, manifest).await,
+        Database::Mariadb | Database::Mysql => mysql::holds(engine, container, manifest).await,
+        Database::Redis => redis::holds(engine, container).await,
     }
 }
 
@@ -578,17 +630,27 @@ pub(crate) async fn feed(
             }
         }
     });
-    let write = async {
+    let write = async move {
+        let mut failed = None;
         while let Some(chunk) = rx.recv().await {
-            let chunk = chunk.map_err(|e| Error::Other(format!("reading the dump: {e}")))?;
-            if let Err(e) = input.write_all(&chunk).await {
-                // The command stopped reading: its exit status says why.
-                tracing::debug!("the command stopped reading its input: {e}");
-                break;
+            match chunk {
+                Ok(chunk) => {
+                    if let Err(e) = input.write_all(&chunk).await {
+                        // The command stopped reading: its exit status
+                        // says why.
+                        tracing::debug!("the command stopped reading its input: {e}");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failed = Some(Error::Other(format!("reading the dump: {e}")));
+                    break;
+                }
             }
         }
+        // Always: a command waiting for more input would never end.
         let _ = input.shutdown().await;
-        Ok::<(), Error>(())
+        failed.map_or(Ok(()), Err)
     };
     // Restore tools report every problem on their error output; keep a
     // good deal of it (the first megabyte) to tell harmless ones apart.
@@ -644,7 +706,7 @@ mod tests {
         let slot = Slot::<u32>::new();
         slot.fail();
         slot.fill(1);
-        assert_eq!(slot.wait(), Some(1));
+        assert_eq!(slot.wait(), None, "a failure is final");
         let slot = Slot::<u32>::new();
         slot.fail();
         assert_eq!(slot.wait(), None);

@@ -142,24 +142,27 @@ pub(crate) async fn prepare(
     }
     files.push((
         super::MANIFEST.to_string(),
-        DumpOpen::After(Box::new(move || {
-            let counts = counted.wait()?;
-            let mut manifest = manifest;
-            manifest.databases = databases
-                .iter()
-                .map(|name| DatabaseDump {
-                    name: name.clone(),
-                    file: DATABASES_FILE.to_string(),
-                    tables: counts
-                        .iter()
-                        .filter(|((database, _), _)| database == name)
-                        .map(|((_, table), n)| (table.clone(), *n))
-                        .collect(),
-                    keys: None,
-                })
-                .collect();
-            serde_json::to_vec_pretty(&manifest).ok()
-        })),
+        DumpOpen::After {
+            log: log.clone(),
+            make: Box::new(move || {
+                let counts = counted.wait()?;
+                let mut manifest = manifest;
+                manifest.databases = databases
+                    .iter()
+                    .map(|name| DatabaseDump {
+                        name: name.clone(),
+                        file: DATABASES_FILE.to_string(),
+                        tables: counts
+                            .iter()
+                            .filter(|((database, _), _)| database == name)
+                            .map(|((_, table), n)| (table.clone(), *n))
+                            .collect(),
+                        keys: None,
+                    })
+                    .collect();
+                serde_json::to_vec_pretty(&manifest).ok()
+            }),
+        },
     ));
     Ok(files)
 }
@@ -409,11 +412,44 @@ pub(crate) async fn restore_into(
     for database in selected {
         restored.push(verify(engine, container, database).await?);
     }
-    // Last: on a fresh server they change root's password.
-    if only.is_none() && manifest.database == Some(Database::Mariadb) {
+    // Last: on a fresh server they change root's password. A fresh server
+    // needs them whatever is restored.
+    if (only.is_none() || fresh) && manifest.database == Some(Database::Mariadb) {
         restore_accounts(engine, container, dumps, fresh).await?;
     }
     Ok(restored)
+}
+
+/// The dump's databases that exist in the container with tables in them.
+pub(crate) async fn holds(
+    engine: &Engine,
+    container: &str,
+    manifest: &DumpManifest,
+) -> Result<Vec<String>> {
+    if manifest.databases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = manifest
+        .databases
+        .iter()
+        .map(|d| quote_string(&d.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let query = format!(
+        "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_schema IN ({names})"
+    );
+    let out = run(
+        engine,
+        container,
+        &client(&["-e", &query]),
+        "looking into the databases",
+    )
+    .await?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|d| format!("database {d}"))
+        .collect())
 }
 
 /// Accounts the server manages itself: never restored over.

@@ -67,7 +67,16 @@ pub(crate) struct Session {
 }
 
 fn psql(args: &[&str]) -> Vec<String> {
-    let mut all = vec!["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"];
+    let mut all = vec![
+        "psql",
+        "-X",
+        "-w",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ];
     all.extend_from_slice(args);
     shell(WITH_CREDENTIALS, &all)
 }
@@ -298,6 +307,7 @@ pub(crate) async fn restore_into(
     manifest: &DumpManifest,
     dumps: &super::DumpFiles,
     only: Option<&str>,
+    fresh: bool,
 ) -> Result<Vec<RestoredDatabase>> {
     let selected: Vec<&DatabaseDump> = manifest
         .databases
@@ -316,28 +326,10 @@ pub(crate) async fn restore_into(
                 .join(", ")
         )));
     }
-    if only.is_none() {
-        let fed = dumps
-            .feed(
-                engine,
-                container,
-                "globals.sql",
-                &shell(WITH_CREDENTIALS, &["psql", "-X", "-q", "-d", "postgres"]),
-            )
-            .await?;
-        // Roles that exist already (the container's own user) are fine;
-        // anything else is not.
-        let errors: Vec<&str> = fed
-            .stderr
-            .lines()
-            .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
-            .collect();
-        if fed.exit_code != 0 || !errors.is_empty() {
-            return Err(Error::Other(format!(
-                "restoring roles and tablespaces with psql in container {container} failed: {}",
-                errors.first().copied().unwrap_or(fed.stderr.trim())
-            )));
-        }
+    // A fresh server needs every role whatever is restored: databases
+    // belong to them.
+    if only.is_none() || fresh {
+        restore_globals(engine, container, dumps, fresh).await?;
     }
     let mut restored = Vec::new();
     for database in selected {
@@ -371,6 +363,157 @@ pub(crate) async fn restore_into(
         restored.push(verify(engine, container, database).await?);
     }
     Ok(restored)
+}
+
+/// The dump's databases that exist in the container with tables in them.
+pub(crate) async fn holds(
+    engine: &Engine,
+    container: &str,
+    manifest: &DumpManifest,
+) -> Result<Vec<String>> {
+    let listed = run(
+        engine,
+        container,
+        &psql(&[
+            "-0",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT datname FROM pg_database",
+        ]),
+        "listing databases",
+    )
+    .await?;
+    let existing: Vec<String> = listed
+        .split(|b| *b == 0)
+        .map(|n| {
+            String::from_utf8_lossy(n)
+                .trim_end_matches('\n')
+                .to_string()
+        })
+        .collect();
+    let mut holding = Vec::new();
+    for database in manifest
+        .databases
+        .iter()
+        .filter(|d| existing.contains(&d.name))
+    {
+        let tables = run(
+            engine,
+            container,
+            &psql(&[
+                "-d",
+                &database.name,
+                "-c",
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%'",
+            ]),
+            "looking into a database",
+        )
+        .await?;
+        if String::from_utf8_lossy(&tables).trim() != "0" {
+            holding.push(format!("database {}", database.name));
+        }
+    }
+    Ok(holding)
+}
+
+/// Restores roles and tablespaces. Into a server that was in use, roles it
+/// has keep their attributes and password (the dump's `ALTER ROLE ...
+/// PASSWORD` would lock out whoever uses them); into a fresh server
+/// lifeboat brought up, they are taken from the dump.
+async fn restore_globals(
+    engine: &Engine,
+    container: &str,
+    dumps: &super::DumpFiles,
+    fresh: bool,
+) -> Result<()> {
+    let globals = dumps.read("globals.sql").await?;
+    let globals = String::from_utf8_lossy(&globals).into_owned();
+    let globals = if fresh {
+        globals
+    } else {
+        let listed = run(
+            engine,
+            container,
+            &psql(&["-d", "postgres", "-c", "SELECT rolname FROM pg_roles"]),
+            "listing roles",
+        )
+        .await?;
+        let existing: std::collections::BTreeSet<String> = String::from_utf8_lossy(&listed)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        skip_existing_roles(&globals, &existing)
+    };
+    let out = engine
+        .exec_collect(
+            container,
+            &shell(
+                WITH_CREDENTIALS,
+                &["psql", "-X", "-q", "-w", "-d", "postgres"],
+            ),
+            Some(globals.as_bytes()),
+        )
+        .await?;
+    // A role that exists already (the fresh server's own user) is fine;
+    // anything else is not.
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
+        .collect();
+    if out.exit_code != 0 || !errors.is_empty() {
+        return Err(Error::Other(format!(
+            "restoring roles and tablespaces with psql in container {container} failed: {}",
+            errors.first().copied().unwrap_or(out.stderr.trim())
+        )));
+    }
+    Ok(())
+}
+
+/// The globals dump without the `CREATE ROLE` and `ALTER ROLE` statements
+/// of roles that exist (one statement per line, as pg_dumpall writes them).
+fn skip_existing_roles(globals: &str, existing: &std::collections::BTreeSet<String>) -> String {
+    let mut out = String::new();
+    for line in globals.lines() {
+        let role = line
+            .strip_prefix("CREATE ROLE ")
+            .or_else(|| line.strip_prefix("ALTER ROLE "))
+            .and_then(role_name);
+        if role.is_some_and(|r| existing.contains(&r)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The role name a statement starts with: a plain identifier, or a quoted
+/// one with doubled quotes inside.
+fn role_name(rest: &str) -> Option<String> {
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    name.push('"');
+                } else {
+                    return Some(name);
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let end = rest.find([' ', ';']).unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    }
 }
 
 /// Counts the rows of a restored database and compares them with the
@@ -408,4 +551,27 @@ async fn verify(
         mismatches,
         keys: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_roles_keep_their_passwords() {
+        let globals = "CREATE ROLE shop;\n\
+ALTER ROLE shop WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$old';\n\
+CREATE ROLE \"odd \"\"name\";\n\
+ALTER ROLE \"odd \"\"name\" WITH LOGIN;\n\
+CREATE ROLE reporting;\n\
+ALTER ROLE reporting WITH LOGIN PASSWORD 'SCRAM-SHA-256$r';\n\
+GRANT reporting TO shop;\n";
+        let existing = ["shop".to_string(), "odd \"name".to_string()].into();
+        let kept = skip_existing_roles(globals, &existing);
+        assert!(!kept.contains("ROLE shop"), "{kept}");
+        assert!(!kept.contains("odd"), "{kept}");
+        assert!(kept.contains("CREATE ROLE reporting;"));
+        assert!(kept.contains("ALTER ROLE reporting WITH LOGIN PASSWORD"));
+        assert!(kept.contains("GRANT reporting TO shop;"));
+    }
 }

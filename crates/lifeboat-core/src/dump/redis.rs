@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Database, DumpFrom};
 use crate::progress::TransferProgress;
 use crate::source::SharedLog;
+use crate::stop::{Journal, Pending};
 
 /// Sets the client's password from the container's environment (the
 /// variables the common images use), then runs the command.
@@ -82,6 +83,7 @@ pub(crate) async fn prepare(
     from: &DumpFrom,
     log: &SharedLog,
     progress: &Arc<TransferProgress>,
+    journal: &mut Journal,
 ) -> Result<Prepared> {
     let container = &from.container;
     let dir = config(engine, container, "dir").await?;
@@ -91,45 +93,35 @@ pub(crate) async fn prepare(
             "redis in container {container} did not say where it saves (dir {dir:?}, dbfilename {file:?})"
         )));
     }
+    // Read before anything is left in the data directory.
+    let version = cli_output(engine, container, &["INFO", "server"]).await?;
+    let appendonly = config(engine, container, "appendonly").await?;
     save(engine, container).await?;
 
     let pinned = format!("{dir}/.lifeboat-{}.rdb", crate::random_hex(6));
+    // The link is a full copy's worth of disk once the live file is
+    // replaced: whoever ends this run removes it, the journal if need be.
+    journal.owe(std::slice::from_ref(&unpin(container, &pinned)))?;
     let source = format!("{dir}/{file}");
-    run(
-        engine,
-        container,
-        &[
-            "ln".into(),
-            "-f".into(),
-            "--".into(),
-            source.clone(),
-            pinned.clone(),
-        ],
-        "pinning the saved RDB",
-    )
-    .await?;
-    let checked = run(
-        engine,
-        container,
-        &["redis-check-rdb".to_string(), pinned.clone()],
-        "redis-check-rdb",
-    )
+    let pin = ["ln", "-f", "--", source.as_str(), pinned.as_str()].map(String::from);
+    let checked = async {
+        run(engine, container, &pin, "pinning the saved RDB").await?;
+        let check = ["redis-check-rdb".to_string(), pinned.clone()];
+        let out = run(engine, container, &check, "redis-check-rdb").await?;
+        parse_check(&String::from_utf8_lossy(&out)).ok_or_else(|| {
+            Error::Other(format!(
+                "redis-check-rdb in container {container} did not find the saved RDB sound"
+            ))
+        })
+    }
     .await;
     let keys = match checked {
-        Ok(out) => parse_check(&String::from_utf8_lossy(&out)),
+        Ok(keys) => keys,
         Err(e) => {
-            remove_pinned(engine, container, &pinned).await;
+            remove_pinned(engine, container, &pinned, journal).await;
             return Err(e);
         }
     };
-    let Some(keys) = keys else {
-        remove_pinned(engine, container, &pinned).await;
-        return Err(Error::Other(format!(
-            "redis-check-rdb in container {container} did not find the saved RDB sound"
-        )));
-    };
-    let version = cli_output(engine, container, &["INFO", "server"]).await?;
-    let appendonly = config(engine, container, "appendonly").await?;
     let manifest = DumpManifest {
         database: Some(Database::Redis),
         container: container.clone(),
@@ -138,7 +130,7 @@ pub(crate) async fn prepare(
         server_version: info_field(&version, "redis_version")
             .unwrap_or_default()
             .to_string(),
-        counts: "exact: keys in the saved RDB, as redis-check-rdb read them".into(),
+        counts: "exact: keys in the saved RDB that do not expire on loading, as redis-check-rdb read them".into(),
         databases: vec![DatabaseDump {
             name: "redis".into(),
             file: RDB_FILE.into(),
@@ -169,6 +161,9 @@ pub(crate) async fn prepare(
 
 /// Runs a background save and waits for it to end successfully.
 async fn save(engine: &Engine, container: &str) -> Result<()> {
+    // A save already running (an automatic one) must end first: BGSAVE
+    // refuses to start a second.
+    wait_for_saves(engine, container).await?;
     let before = cli_output(engine, container, &["INFO", "persistence"]).await?;
     let saves_before = info_field(&before, "rdb_saves").and_then(|n| n.parse::<u64>().ok());
     let lastsave_before: u64 = cli_output(engine, container, &["LASTSAVE"])
@@ -188,6 +183,8 @@ async fn save(engine: &Engine, container: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let info = cli_output(engine, container, &["INFO", "persistence"]).await?;
         let in_progress = info_field(&info, "rdb_bgsave_in_progress") != Some("0");
+        let scheduled = info_field(&info, "rdb_bgsave_scheduled") == Some("1")
+            || info_field(&info, "aof_rewrite_in_progress") == Some("1");
         let done = match (
             saves_before,
             info_field(&info, "rdb_saves").and_then(|n| n.parse::<u64>().ok()),
@@ -201,13 +198,19 @@ async fn save(engine: &Engine, container: &str) -> Result<()> {
                 last > lastsave_before
             }
         };
-        if done && !in_progress {
-            if info_field(&info, "rdb_last_bgsave_status") != Some("ok") {
+        let status_ok = info_field(&info, "rdb_last_bgsave_status") == Some("ok");
+        if !in_progress && !scheduled {
+            if done && status_ok {
+                return Ok(());
+            }
+            // A failed save does not move LASTSAVE: it would never be
+            // "done"; its status says so.
+            if !status_ok || started.elapsed() > Duration::from_secs(5) {
                 return Err(Error::Other(format!(
-                    "BGSAVE in container {container} failed (see the server's log)"
+                    "BGSAVE in container {container} failed (rdb_last_bgsave_status: {}); see the server's log",
+                    info_field(&info, "rdb_last_bgsave_status").unwrap_or("unknown")
                 )));
             }
-            return Ok(());
         }
         if started.elapsed() > SAVE_TIMEOUT {
             return Err(Error::Other(format!(
@@ -217,23 +220,97 @@ async fn save(engine: &Engine, container: &str) -> Result<()> {
     }
 }
 
-/// The number of keys `redis-check-rdb` read, when it found the file sound.
+/// Waits until no background save runs.
+async fn wait_for_saves(engine: &Engine, container: &str) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let info = cli_output(engine, container, &["INFO", "persistence"]).await?;
+        if info_field(&info, "rdb_bgsave_in_progress") != Some("1") {
+            return Ok(());
+        }
+        if started.elapsed() > SAVE_TIMEOUT {
+            return Err(Error::Other(format!(
+                "a save in container {container} did not finish within {SAVE_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The number of keys `redis-check-rdb` read that loading keeps (those
+/// already expired are dropped on loading), when it found the file sound.
 fn parse_check(output: &str) -> Option<u64> {
     if !output.contains("RDB looks OK") {
         return None;
     }
-    output.lines().find_map(|l| {
-        let rest = l.split("[info]").nth(1)?.trim();
-        rest.strip_suffix("keys read")?.trim().parse().ok()
+    let field = |suffix: &str| {
+        output.lines().find_map(|l| {
+            let rest = l.split("[info]").nth(1)?.trim();
+            rest.strip_suffix(suffix)?.trim().parse::<u64>().ok()
+        })
+    };
+    let read = field("keys read")?;
+    Some(read.saturating_sub(field("already expired").unwrap_or(0)))
+}
+
+/// The command that removes the pinning link.
+fn unpin(container: &str, pinned: &str) -> Pending {
+    Pending {
+        container: container.to_string(),
+        command: ["rm", "-f", "--", pinned].map(String::from).to_vec(),
+        what: "removing the RDB pinned for a backup".to_string(),
+    }
+}
+
+/// Removes the pinning link; the journal stops owing it.
+pub(crate) async fn remove_pinned(
+    engine: &Engine,
+    container: &str,
+    pinned: &str,
+    journal: &mut Journal,
+) {
+    let command = unpin(container, pinned);
+    match run(
+        engine,
+        container,
+        &command.command,
+        "removing the pinned RDB",
+    )
+    .await
+    {
+        Ok(_) => {
+            if let Err(e) = journal.paid(&command) {
+                tracing::warn!("{e}");
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// The keys the container holds, if any.
+pub(crate) async fn holds(engine: &Engine, container: &str) -> Result<Vec<String>> {
+    let keys = count_keys(engine, container).await?;
+    Ok(if keys > 0 {
+        vec![format!("{keys} keys")]
+    } else {
+        Vec::new()
     })
 }
 
-/// Removes the pinning link.
-pub(crate) async fn remove_pinned(engine: &Engine, container: &str, pinned: &str) {
-    let command = ["rm", "-f", "--", pinned].map(String::from);
-    if let Err(e) = run(engine, container, &command, "removing the pinned RDB").await {
-        tracing::warn!("{e}");
-    }
+async fn count_keys(engine: &Engine, container: &str) -> Result<u64> {
+    let keyspace = cli_output(engine, container, &["INFO", "keyspace"]).await?;
+    Ok(keyspace
+        .lines()
+        .filter_map(|l| {
+            let keys = l
+                .split(':')
+                .nth(1)?
+                .split(',')
+                .next()?
+                .strip_prefix("keys=")?;
+            keys.parse::<u64>().ok()
+        })
+        .sum())
 }
 
 /// How a running Redis persists, as far as a restore must know.
@@ -249,69 +326,116 @@ struct Persistence {
 }
 
 /// Swaps the container's data for the dump's RDB with a restart and checks
-/// the key count.
+/// the key count. The files it had are moved aside, not deleted, until the
+/// restore has been checked; the stop and start go through the journal.
 pub(crate) async fn restore_into(
     engine: &Engine,
     container: &str,
     manifest: &DumpManifest,
     dumps: &super::DumpFiles,
+    journal: &mut Journal,
 ) -> Result<Vec<RestoredDatabase>> {
+    // Everything that can be read is read before anything changes.
+    let node = dumps.node(RDB_FILE).await?;
+    let dir = config(engine, container, "dir").await?;
+    let owner = {
+        let out = run(
+            engine,
+            container,
+            &["stat".into(), "-c".into(), "%u:%g".into(), dir.clone()],
+            "reading the data directory's owner",
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&out);
+        let (u, g) = text.trim().split_once(':').unwrap_or(("0", "0"));
+        (u.parse().unwrap_or(0), g.parse().unwrap_or(0))
+    };
     let p = Persistence {
-        dir: config(engine, container, "dir").await?,
         rdb: config(engine, container, "dbfilename").await?,
         aof: config(engine, container, "appendonly").await? == "yes",
         aof_dir: config(engine, container, "appenddirname")
             .await
             .unwrap_or_default(),
         aof_file: config(engine, container, "appendfilename").await?,
-        owner: {
-            let dir = config(engine, container, "dir").await?;
-            let out = run(
-                engine,
-                container,
-                &["stat".into(), "-c".into(), "%u:%g".into(), dir],
-                "reading the data directory's owner",
-            )
-            .await?;
-            let text = String::from_utf8_lossy(&out);
-            let (u, g) = text.trim().split_once(':').unwrap_or(("0", "0"));
-            (u.parse().unwrap_or(0), g.parse().unwrap_or(0))
-        },
+        dir,
+        owner,
     };
+    let save_setting = config(engine, container, "save").await?;
+
     // Nothing may write over the swapped files while the server stops: no
-    // save at shutdown, no append-only file; then the old append-only data,
-    // which would be loaded instead of the RDB, goes.
-    cli_output(engine, container, &["CONFIG", "SET", "save", ""]).await?;
-    cli_output(engine, container, &["CONFIG", "SET", "appendonly", "no"]).await?;
-    let mut stale = Vec::new();
-    for name in [&p.aof_dir, &p.aof_file] {
-        if !name.is_empty() && !name.contains('/') {
-            stale.push(format!("{}/{name}", p.dir));
+    // save at shutdown, no append-only file. The files it has (the RDB, and
+    // the append-only data a restart would load instead) are moved aside.
+    let aside = format!(
+        "{}/.lifeboat-before-restore-{}",
+        p.dir,
+        crate::random_hex(4)
+    );
+    let prepared = async {
+        cli_output(engine, container, &["CONFIG", "SET", "save", ""]).await?;
+        cli_output(engine, container, &["CONFIG", "SET", "appendonly", "no"]).await?;
+        let mut command = vec![
+            "sh".to_string(),
+            "-c".into(),
+            r#"dir="$1"; aside="$2"; shift 2; mkdir -p "$aside" || exit 1
+for name in "$@"; do
+  if [ -e "$dir/$name" ]; then mv -- "$dir/$name" "$aside/" || exit 1; fi
+done"#
+                .into(),
+            "lifeboat".into(),
+            p.dir.clone(),
+            aside.clone(),
+        ];
+        for name in [&p.rdb, &p.aof_dir, &p.aof_file] {
+            if !name.is_empty() && !name.contains('/') {
+                command.push(name.clone());
+            }
         }
+        run(engine, container, &command, "moving the current data aside").await
     }
-    if !stale.is_empty() {
-        let mut command = vec!["rm".to_string(), "-rf".into(), "--".into()];
-        command.extend(stale);
-        run(
-            engine,
-            container,
-            &command,
-            "removing the old append-only data",
-        )
-        .await?;
+    .await;
+    if let Err(e) = prepared {
+        // The server still runs: give it back its settings.
+        let _ = cli_output(engine, container, &["CONFIG", "SET", "save", &save_setting]).await;
+        if p.aof {
+            let _ = cli_output(engine, container, &["CONFIG", "SET", "appendonly", "yes"]).await;
+        }
+        return Err(e);
     }
-    engine.stop_container(container, Some(30)).await?;
-    let swapped = swap(engine, container, &p, dumps).await;
+
+    let entry = crate::stop::StopEntry {
+        id: container.to_string(),
+        name: container.to_string(),
+        why: "restoring its data".to_string(),
+        auto_remove: false,
+    };
+    let mut window = crate::stop::StopWindow::new(engine, journal);
+    let swapped = match window.stop(std::slice::from_ref(&entry)).await {
+        Ok(()) => swap(engine, container, &p, dumps, node).await,
+        Err(e) => Err(e),
+    };
     // Whatever happened, the container runs again.
-    let started = engine.start_container(container).await;
-    swapped?;
-    started?;
-    let keys = wait_and_count(engine, container).await?;
+    let (_, failed_starts) = window.restart().await;
+    let kept = |e: Error| {
+        Error::Other(format!(
+            "{e}; the container's previous data files are in {aside} inside it"
+        ))
+    };
+    swapped.map_err(kept)?;
+    if !failed_starts.is_empty() {
+        return Err(kept(Error::Other(failed_starts.join("; "))));
+    }
+    let keys = wait_and_count(engine, container).await.map_err(kept)?;
     let recorded = manifest.databases.first().and_then(|d| d.keys);
     let mismatches = match recorded {
         Some(r) if r != keys => vec![format!("{keys} keys, {r} recorded")],
         _ => Vec::new(),
     };
+    if mismatches.is_empty() {
+        let command = ["rm", "-rf", "--", aside.as_str()].map(String::from);
+        if let Err(e) = run(engine, container, &command, "removing the data set aside").await {
+            tracing::warn!("{e}");
+        }
+    }
     Ok(vec![RestoredDatabase {
         name: "redis".into(),
         tables_checked: 0,
@@ -327,6 +451,7 @@ async fn swap(
     container: &str,
     p: &Persistence,
     dumps: &super::DumpFiles,
+    node: rustic_core::repofile::Node,
 ) -> Result<()> {
     let mut entries: Vec<(String, Option<Vec<u8>>)> = vec![(p.rdb.clone(), None)];
     if p.aof {
@@ -344,7 +469,6 @@ async fn swap(
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
     let files = dumps.clone();
-    let node = files.node(RDB_FILE).await?;
     let (uid, gid) = p.owner;
     let aof_dir = (p.aof && !p.aof_dir.is_empty()).then(|| p.aof_dir.clone());
     let producer = tokio::task::spawn_blocking(move || -> Result<()> {

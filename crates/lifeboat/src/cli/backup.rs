@@ -52,7 +52,7 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     let started = Instant::now();
     let flags = StrategyFlags::parse(&args.strategy)?;
     let config = Config::find(global.config.as_deref())?;
-    let engine = super::connect(global).await?;
+    let engine = super::connect().await?;
     let inventory = inventory::discover(
         &engine,
         InventoryOptions {
@@ -86,17 +86,12 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     let work = back_up_all(global, &engine, &repo, &planned, args.via, &stop);
     let results = tokio::select! {
         results = work => results,
-        signal = interrupted() => {
+        signal = super::interrupted() => {
             // The work is abandoned where it stands: no snapshot is
             // published after this, and what it stopped starts again
             // before lifeboat exits.
             repo.cancel();
-            eprintln!("lifeboat: {signal}: starting again the containers this backup stopped");
-            let started = lifeboat_core::stop::recover(&engine, &stop.state_dir, true).await?;
-            if !started.is_empty() {
-                eprintln!("lifeboat: started {}", started.join(", "));
-            }
-            return Ok(crate::exit::INTERRUPTED);
+            return Ok(super::give_up(&engine, global, signal).await);
         }
     };
     let run = BackupRun {
@@ -112,22 +107,6 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     } else {
         crate::exit::FAILURE
     })
-}
-
-/// Waits for SIGINT or SIGTERM and names it.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
-            _ = int.recv() => "interrupted",
-            _ = term.recv() => "terminated",
-        },
-        // Without signal handlers, never: the default action applies.
-        _ => std::future::pending().await,
-    }
 }
 
 async fn back_up_all(

@@ -24,7 +24,7 @@ pub(crate) struct LsArgs {
 }
 
 pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
-    let engine = super::connect(global).await?;
+    let engine = super::connect().await?;
     let options = InventoryOptions {
         sizes: !args.no_sizes,
         size_deadline: (!args.wait).then(|| Duration::from_secs_f64(args.size_timeout.max(0.0))),

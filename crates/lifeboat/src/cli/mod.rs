@@ -128,6 +128,7 @@ impl From<Via> for ReaderChoice {
 
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<u8> {
+        recover_first(&self.global).await;
         match self.command {
             Command::Ls(args) => ls::run(&self.global, args).await,
             Command::Init(args) => init::run(&self.global, args).await,
@@ -154,21 +155,61 @@ impl Global {
     }
 }
 
-/// Connects to the engine and first tidies what an earlier, killed
-/// lifeboat left there: containers it stopped start again, helper
-/// containers go.
-pub(crate) async fn connect(global: &Global) -> anyhow::Result<Engine> {
-    let engine = Engine::connect().await?;
-    match lifeboat_core::stop::recover(&engine, &global.state_dir(), false).await {
-        Ok(started) if !started.is_empty() => eprintln!(
-            "lifeboat: started again what a killed lifeboat had stopped for a backup: {}",
-            started.join(", ")
+/// Before any command: what a killed lifeboat could not undo is undone
+/// (containers it stopped start again, hooks it owed run). Only when a
+/// journal waits is the engine contacted.
+async fn recover_first(global: &Global) {
+    let state_dir = global.state_dir();
+    if !lifeboat_core::stop::journals_waiting(&state_dir) {
+        return;
+    }
+    let recovered = match Engine::connect().await {
+        Ok(engine) => lifeboat_core::stop::recover(&engine, &state_dir, false).await,
+        Err(e) => Err(e),
+    };
+    match recovered {
+        Ok(done) if !done.is_empty() => eprintln!(
+            "lifeboat: finished what a killed lifeboat left undone: {}",
+            done.join("; ")
         ),
         Ok(_) => {}
-        Err(e) => {
-            eprintln!("lifeboat: could not check for containers a killed lifeboat stopped: {e}")
-        }
+        Err(e) => eprintln!("lifeboat: could not finish what a killed lifeboat left undone: {e}"),
     }
+}
+
+/// After SIGINT or SIGTERM: undoes what this run did (containers start
+/// again, owed hooks run). The caller returns at once with the exit code,
+/// dropping the work it abandons (which releases the repository lock).
+pub(crate) async fn give_up(engine: &Engine, global: &Global, signal: &str) -> u8 {
+    eprintln!("lifeboat: {signal}: undoing what this run changed");
+    match lifeboat_core::stop::recover(engine, &global.state_dir(), true).await {
+        Ok(done) if !done.is_empty() => eprintln!("lifeboat: {}", done.join("; ")),
+        Ok(_) => {}
+        Err(e) => eprintln!("lifeboat: {e}"),
+    }
+    crate::exit::INTERRUPTED
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+pub(crate) async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "interrupted",
+            _ = term.recv() => "terminated",
+        },
+        // Without signal handlers, never: the default action applies.
+        _ => std::future::pending().await,
+    }
+}
+
+/// Connects to the engine, removing helper containers a killed lifeboat
+/// left there.
+pub(crate) async fn connect() -> anyhow::Result<Engine> {
+    let engine = Engine::connect().await?;
     match engine.remove_stale_helpers().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("removed {n} helper container(s) left by a killed lifeboat"),

@@ -28,15 +28,16 @@ pub(crate) struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     to: Option<String>,
 
-    /// Overwrite a non-empty target. Its current content is snapshotted
-    /// first, so the restore can be undone.
+    /// Overwrite a non-empty target (with --into: a database server that
+    /// already holds data). Its current content is backed up first, so the
+    /// restore can be undone.
     #[arg(long)]
     force: bool,
 
     /// Restore a database dump into this running container, with the
     /// database's own tools; the restored row counts are checked against
     /// those recorded at backup.
-    #[arg(long, value_name = "CONTAINER", conflicts_with_all = ["to", "force"])]
+    #[arg(long, value_name = "CONTAINER", conflicts_with = "to")]
     into: Option<String>,
 
     /// Bring a database dump up on the new volume given with --to, with a
@@ -54,7 +55,7 @@ pub(crate) struct RestoreArgs {
 }
 
 pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
-    let engine = super::connect(global).await?;
+    let engine = super::connect().await?;
     let repo = super::open_repo(global.repo_settings()).await?;
     let destination = match (args.into, args.image, &args.to) {
         (Some(container), _, _) => Some(DumpDestination::Container(container)),
@@ -70,6 +71,8 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
             target: args.volume,
             destination,
             database: args.database,
+            force: args.force,
+            state_dir: global.state_dir(),
         };
         return restore_dump_into(global, &engine, &repo, &request).await;
     }
@@ -142,7 +145,14 @@ async fn restore_dump_into(
 ) -> anyhow::Result<u8> {
     let progress = Arc::new(TransferProgress::default());
     let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
-    let report = restore_dump(engine, repo, request, progress).await;
+    let report = tokio::select! {
+        report = restore_dump(engine, repo, request, progress) => report,
+        signal = super::interrupted() => {
+            display.finish();
+            repo.cancel();
+            return Ok(super::give_up(engine, global, signal).await);
+        }
+    };
     display.finish();
     let report = report.with_context(|| {
         format!(
@@ -184,6 +194,12 @@ async fn restore_dump_into(
                     d.mismatches.join("; ")
                 );
             }
+        }
+        if let Some(previous) = &report.previous_content {
+            eprintln!(
+                "lifeboat: what the container held before is in snapshot {} (restore it with --into --force to undo)",
+                previous.short_id
+            );
         }
         match &report.volume {
             Some(volume) => eprintln!(

@@ -86,8 +86,12 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
         .as_u64()
         .expect("history count");
 
-    // A fresh container, another password: the dump brings the data.
+    // A fresh container, another password: the dump brings the data, but
+    // not the source's password for the role the fresh server already has.
     let (fresh, _) = postgres(&env, "pg-fresh", "another-pw");
+    let password_hash = "SELECT rolpassword FROM pg_authid WHERE rolname = 'shop'";
+    let fresh_hash = sql(&fresh, "postgres", password_hash);
+    assert!(fresh_hash.starts_with("SCRAM-SHA-256"), "{fresh_hash}");
     let report = env
         .lifeboat(&["restore", &id, "--into", &fresh, "--json"])
         .ok()
@@ -103,6 +107,11 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
     assert_eq!(
         sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_history"),
         history.to_string()
+    );
+    assert_eq!(
+        sql(&fresh, "postgres", password_hash),
+        fresh_hash,
+        "the restore changed the password of a role the server had"
     );
     docker(&[
         "exec",
@@ -148,24 +157,56 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
         "the temporary container was left behind"
     );
 
-    // One database alone, again.
+    // One database alone, again. The server now holds data, so lifeboat
+    // refuses until told, and then backs that data up first.
     sql(&fresh, "shopdb", "DELETE FROM pgbench_tellers");
-    let one = env
-        .lifeboat(&[
-            "restore",
-            &id,
-            "--into",
-            &fresh,
-            "--database",
-            "shopdb",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let one_again = [
+        "restore",
+        &id,
+        "--into",
+        &fresh,
+        "--database",
+        "shopdb",
+        "--json",
+    ];
+    let refused = env.lifeboat(&one_again);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(
+        sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_tellers"),
+        "0",
+        "a refused restore changed the data"
+    );
+    let mut forced = one_again.to_vec();
+    forced.push("--force");
+    let one = env.lifeboat(&forced).ok().json();
     assert_eq!(one["databases"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_tellers"),
         "40"
+    );
+    // What was overwritten can be had back: its dump has no tellers.
+    let previous = one["previous_content"]["id"]
+        .as_str()
+        .expect("the previous content was backed up")
+        .to_string();
+    let undo = env
+        .lifeboat(&[
+            "restore",
+            &previous,
+            "--into",
+            &fresh,
+            "--database",
+            "shopdb",
+            "--force",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(undo["databases"][0]["mismatches"], serde_json::json!([]));
+    assert_eq!(
+        sql(&fresh, "shopdb", "SELECT count(*) FROM pgbench_tellers"),
+        "0"
     );
 }
 
@@ -217,13 +258,14 @@ fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
         .args(["backup", &volume])
         .env("LIFEBOAT_REPO", env.repo())
         .env("LIFEBOAT_PASSWORD", &env.password)
+        .env("LIFEBOAT_STATE_DIR", env.state_dir())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start lifeboat");
     // Wait until pg_dump of the big database runs, then kill the server.
     let start = Instant::now();
-    let dumping = "grep -l 'dbname=shopdb' /proc/[0-9]*/cmdline 2>/dev/null | grep -q .";
+    let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
     while docker(&["exec", &db, "sh", "-c", dumping]).code != 0 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -493,10 +535,14 @@ fn redis_rdb_restores_into_an_append_only_container_and_survives_a_restart() {
 
     let (fresh, _) = env.database("redis-fresh", REDIS, "/data", &[], &["--appendonly", "yes"]);
     docker(&["exec", &fresh, "redis-cli", "SET", "junk", "1"]).ok();
+    let refused = env.lifeboat(&["restore", &id, "--into", &fresh]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert_eq!(redis_keys(&fresh), 1, "a refused restore changed the data");
     let report = env
-        .lifeboat(&["restore", &id, "--into", &fresh, "--json"])
+        .lifeboat(&["restore", &id, "--into", &fresh, "--force", "--json"])
         .ok()
         .json();
+    assert!(report["previous_content"]["id"].is_string(), "{report}");
     assert_eq!(report["databases"][0]["keys"], keys, "{report}");
     assert_eq!(redis_keys(&fresh), keys);
     assert_eq!(

@@ -23,30 +23,41 @@ fn running(container: &str) -> bool {
     state(container, "Running") == "true"
 }
 
+/// One of the engine's timestamps (RFC 3339, UTC, with the fraction's
+/// trailing zeros dropped), as seconds and nanoseconds to compare.
+fn instant(container: &str, field: &str) -> (String, u32) {
+    let stamp = state(container, field);
+    let stamp = stamp.strip_suffix('Z').unwrap_or(&stamp);
+    let (seconds, fraction) = stamp.split_once('.').unwrap_or((stamp, ""));
+    let nanos = format!("{fraction:0<9}")
+        .parse()
+        .expect("a fraction of a second");
+    (seconds.to_string(), nanos)
+}
+
 /// A volume with `megabytes` of incompressible data, and a writer
 /// container (labelled for the stop strategy) appending to it.
-fn busy_volume(env: &TestEnv, megabytes: u32) -> (String, String) {
+fn busy_volume(env: &TestEnv, megabytes: u32, labels: &[&str]) -> (String, String) {
     let volume = env.volume("data", &[]);
     env.busybox(
         &[format!("{volume}:/v")],
         &format!("dd if=/dev/urandom of=/v/bulk bs=1M count={megabytes} 2>/dev/null"),
     )
     .ok();
-    let writer = env.container(
-        "writer",
-        &[
-            "--init",
-            "--label",
-            "lifeboat.strategy=stop",
-            "-v",
-            &format!("{volume}:/data"),
-            BUSYBOX,
-            "sh",
-            "-c",
-            "while true; do date >> /data/log; sleep 0.1; done",
-        ],
-        true,
-    );
+    let mut args = vec!["--init", "--label", "lifeboat.strategy=stop"];
+    for label in labels {
+        args.extend(["--label", label]);
+    }
+    let mount = format!("{volume}:/data");
+    args.extend([
+        "-v",
+        &mount,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "while true; do date >> /data/log; sleep 0.1; done",
+    ]);
+    let writer = env.container("writer", &args, true);
     (volume, writer)
 }
 
@@ -72,7 +83,7 @@ fn window_of(report: &serde_json::Value, container: &str) -> f64 {
 fn writers_and_dependents_stop_in_order_and_only_they_start_again() {
     let env = TestEnv::new("stop-order");
     env.init();
-    let (volume, writer) = busy_volume(&env, 300);
+    let (volume, writer) = busy_volume(&env, 300, &[]);
     let dependent = env.container(
         "dependent",
         &[
@@ -120,8 +131,8 @@ fn writers_and_dependents_stop_in_order_and_only_they_start_again() {
     assert_eq!(report["targets"][0]["strategy"], "stop");
     // Judged by the engine's own timestamps: the dependent stopped first
     // and started last.
-    assert!(state(&dependent, "FinishedAt") <= state(&writer, "FinishedAt"));
-    assert!(state(&writer, "StartedAt") <= state(&dependent, "StartedAt"));
+    assert!(instant(&dependent, "FinishedAt") <= instant(&writer, "FinishedAt"));
+    assert!(instant(&writer, "StartedAt") <= instant(&dependent, "StartedAt"));
     assert!(running(&writer) && running(&dependent));
     assert_eq!(
         state(&reader, "StartedAt"),
@@ -170,7 +181,7 @@ fn writers_and_dependents_stop_in_order_and_only_they_start_again() {
 fn a_killed_lifeboat_s_stopped_containers_start_again_with_the_next_command() {
     let env = TestEnv::new("stop-kill");
     env.init();
-    let (volume, writer) = busy_volume(&env, 400);
+    let (volume, writer) = busy_volume(&env, 400, &[]);
     let mut backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["backup", &volume, "--single-pass"])
         .env("LIFEBOAT_REPO", env.repo())
@@ -188,19 +199,26 @@ fn a_killed_lifeboat_s_stopped_containers_start_again_with_the_next_command() {
     assert!(!running(&writer), "nothing should have started it yet");
 
     let run = env.lifeboat(&["ls", "--no-sizes"]).ok();
-    assert!(run.stderr.contains("started again"), "{}", run.stderr);
-    assert!(run.stderr.contains(&writer), "{}", run.stderr);
+    let started = format!("started {writer}");
+    assert!(run.stderr.contains(&started), "{}", run.stderr);
     assert!(running(&writer));
     // Once only.
     let again = env.lifeboat(&["ls", "--no-sizes"]).ok();
-    assert!(!again.stderr.contains("started again"), "{}", again.stderr);
+    assert!(!again.stderr.contains(&started), "{}", again.stderr);
 }
 
 #[test]
-fn an_interrupted_backup_starts_its_containers_again() {
+fn an_interrupted_backup_starts_its_containers_again_and_runs_its_post_hooks() {
     let env = TestEnv::new("stop-int");
     env.init();
-    let (volume, writer) = busy_volume(&env, 400);
+    let (volume, writer) = busy_volume(
+        &env,
+        400,
+        &[
+            "lifeboat.exec-pre=touch /data/pre-ran",
+            "lifeboat.exec-post=touch /data/post-ran",
+        ],
+    );
     let backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["backup", &volume, "--single-pass"])
         .env("LIFEBOAT_REPO", env.repo())
@@ -219,6 +237,9 @@ fn an_interrupted_backup_starts_its_containers_again() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(running(&writer), "{stderr}");
+    docker(&["exec", &writer, "test", "-f", "/data/pre-ran"]).ok();
+    let post = docker(&["exec", &writer, "test", "-f", "/data/post-ran"]);
+    assert_eq!(post.code, 0, "the post hook owed did not run: {stderr}");
     let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
     assert_eq!(
         snapshots.as_array().map(Vec::len),

@@ -11,6 +11,10 @@
 //! `archive-post` work the same, for people who migrate. Post hooks run
 //! whenever pre hooks were attempted, even when the backup failed: a post
 //! hook usually undoes its pre hook (unlocks tables, resumes a queue).
+//!
+//! A hook's command text is shown in plans and reports (and, like every
+//! label, to anyone who can inspect the container): a secret belongs in
+//! the container's environment or a file, read by the command, not in it.
 
 use std::time::{Duration, Instant};
 

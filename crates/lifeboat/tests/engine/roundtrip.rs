@@ -322,3 +322,39 @@ fn forced_restore_through_the_engine_recreates_the_volume() {
     assert_eq!(content, "first\nstate\n");
     assert_eq!(labels(&volume), "{\"keep\":\"me\"}\n");
 }
+
+/// lifeboat cuts files into the same chunks as restic, so the two share
+/// a repository without storing anything twice: restic backing up the same
+/// files finds every chunk there already.
+#[test]
+fn restic_finds_every_chunk_lifeboat_stored() {
+    let env = TestEnv::new("chunks");
+    env.init();
+    let volume = env.volume("data", &[]);
+    env.busybox(
+        &[format!("{volume}:/v")],
+        "head -c 24000000 /dev/urandom > /v/big \
+         && head -c 700000 /dev/urandom > /v/middle \
+         && head -c 3000 /dev/urandom > /v/small",
+    )
+    .ok();
+    env.lifeboat(&["backup", &volume]).ok();
+    let path = mountpoint(&volume);
+    let run = restic(
+        &env.repo(),
+        &env.password,
+        &["backup", "--json", &path.to_string_lossy()],
+    )
+    .ok();
+    let summary: serde_json::Value = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|m| m["message_type"] == "summary")
+        .expect("restic's summary");
+    assert_eq!(summary["total_files_processed"], 3, "{summary}");
+    assert_eq!(
+        summary["data_blobs"], 0,
+        "restic stored chunks anew: {summary}"
+    );
+}

@@ -153,15 +153,19 @@ pub async fn backup_planned(
     let mut result = TargetBackup::new(&planned.target);
     result.strategy = Some(planned.strategy);
     let tag = format!("strategy={}", planned.strategy);
+    if planned.strategy == Strategy::Stop
+        && let Some(refusal) = planned.stop_refusal()
+    {
+        return result.complete(Err(Error::BadRequest(refusal)), started);
+    }
     let mut journal = crate::stop::Journal::new(engine, &stop.state_dir);
     // Post hooks are owed from the moment pre hooks may have run: an
-    // interrupted or killed lifeboat leaves them to the journal.
-    let owed = crate::hooks::owed_after(&planned.hooks);
-    let journaled = journal.owe(&owed);
-    let (pre, abort) = match journaled {
-        Ok(()) => crate::hooks::run_phase(engine, &planned.hooks, Phase::Pre).await,
-        Err(e) => (Vec::new(), Some(e)),
-    };
+    // interrupted or killed lifeboat leaves them to the journal. Without a
+    // journal, no hook runs.
+    if let Err(e) = journal.owe(&crate::hooks::owed_after(&planned.hooks)) {
+        return result.complete(Err(e), started);
+    }
+    let (pre, abort) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Pre, None).await;
     result.hooks.extend(pre);
     let outcome = match (abort, planned.strategy) {
         (Some(e), _) => Err(e),
@@ -191,13 +195,9 @@ pub async fn backup_planned(
             .await
         }
     };
-    let (post, failed) = crate::hooks::run_phase(engine, &planned.hooks, Phase::Post).await;
+    let (post, failed) =
+        crate::hooks::run_phase(engine, &planned.hooks, Phase::Post, Some(&mut journal)).await;
     result.hooks.extend(post);
-    for paid in &owed {
-        if let Err(e) = journal.paid(paid) {
-            tracing::warn!("{e}");
-        }
-    }
     if let Some(e) = failed {
         // The snapshot, if any, is good; what the hook should have undone
         // is not.
@@ -314,9 +314,6 @@ async fn stop_and_copy(
         None
     };
     progress.reset();
-    if let Some(c) = planned.stop_refusal() {
-        return Err(Error::BadRequest(c));
-    }
     let mut window = crate::stop::StopWindow::new(engine, journal);
     let copied = match window.stop(&planned.stop).await {
         Ok(()) => {

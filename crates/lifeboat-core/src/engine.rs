@@ -137,6 +137,22 @@ pub(crate) struct Exec {
     pub(crate) input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
 }
 
+/// How a container is, for the journal's recovery.
+#[derive(Debug)]
+pub(crate) struct ContainerStatus {
+    pub(crate) running: bool,
+    /// When it last started; `None` when it never did.
+    pub(crate) started_at: Option<String>,
+    /// The commands exec'd in it that the engine still knows.
+    pub(crate) exec_ids: Vec<String>,
+}
+
+/// How long to wait for a stop given `grace` seconds: the grace and a
+/// minute, or a day when the grace has no limit.
+pub(crate) fn stop_limit(grace: i32) -> Duration {
+    u64::try_from(grace).map_or(Duration::from_secs(86_400), |g| Duration::from_secs(g + 60))
+}
+
 /// Everything a short command printed, and how it ended.
 #[derive(Debug)]
 pub(crate) struct ExecOutput {
@@ -434,6 +450,78 @@ impl Engine {
         Ok(helper)
     }
 
+    /// Whether a container runs, and when it last started (RFC 3339, as
+    /// the engine says it); `None` when there is no such container.
+    pub(crate) async fn container_status(
+        &self,
+        container: &str,
+    ) -> Result<Option<ContainerStatus>> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(c) => {
+                let state = c.state.unwrap_or_default();
+                Ok(Some(ContainerStatus {
+                    running: state.running.unwrap_or(false),
+                    started_at: state.started_at.filter(|s| !s.starts_with("0001-")),
+                    exec_ids: c.exec_ids.unwrap_or_default(),
+                }))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(Error::engine(
+                format!("inspecting container {container}"),
+                e,
+            )),
+        }
+    }
+
+    /// Waits until no command given in `commands` runs in the container
+    /// (started by a lifeboat that was interrupted), for at most `limit`.
+    pub(crate) async fn wait_for_execs(
+        &self,
+        container: &str,
+        commands: &[Vec<String>],
+        limit: Duration,
+    ) -> Result<()> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let Some(status) = self.container_status(container).await? else {
+                return Ok(());
+            };
+            let mut busy = false;
+            for id in &status.exec_ids {
+                let Ok(exec) = self.docker.inspect_exec(id).await else {
+                    continue;
+                };
+                let command: Vec<String> = exec
+                    .process_config
+                    .map(|p| {
+                        p.entrypoint
+                            .into_iter()
+                            .chain(p.arguments.unwrap_or_default())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if exec.running == Some(true) && commands.contains(&command) {
+                    busy = true;
+                }
+            }
+            if !busy {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                return Err(Error::Other(format!(
+                    "a command lifeboat started in container {container} is still running after {}s",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Whether a container is running.
     pub(crate) async fn is_running(&self, container: &str) -> Result<bool> {
         let c = self
@@ -670,17 +758,19 @@ impl Engine {
     }
 
     /// Stops a container, giving it `grace` seconds (its own stop timeout
-    /// when `None`) before it is killed, and returns once it has stopped.
+    /// when `None`; a negative one waits as long as it takes) before it is
+    /// killed, and returns once it has stopped.
     pub async fn stop_container(&self, container: &str, grace: Option<i32>) -> Result<()> {
         let grace = match grace {
             Some(g) => g,
             None => self.stop_timeout(container).await?,
         };
+        let limit = stop_limit(grace);
         // The engine answers a container that is stopping, or stopped, as
         // stopped; the wait below is what tells.
         self.docker
             .clone()
-            .with_timeout(Duration::from_secs(u64::try_from(grace).unwrap_or(10) + 60))
+            .with_timeout(limit)
             .stop_container(
                 container,
                 Some(bollard::query_parameters::StopContainerOptions {
@@ -690,22 +780,19 @@ impl Engine {
             )
             .await
             .map_err(|e| Error::engine(format!("stopping container {container}"), e))?;
-        self.wait_stopped(
-            container,
-            Duration::from_secs(u64::try_from(grace).unwrap_or(10) + 60),
-        )
-        .await
+        self.wait_stopped(container, limit).await
     }
 
-    /// The seconds a container is given to stop before it is killed.
-    async fn stop_timeout(&self, container: &str) -> Result<i32> {
+    /// The seconds a container is given to stop before it is killed
+    /// (negative: no limit), as the engine would give it.
+    pub(crate) async fn stop_timeout(&self, container: &str) -> Result<i32> {
         let c = self
             .docker
             .inspect_container(container, None)
             .await
             .map_err(|e| Error::engine(format!("inspecting container {container}"), e))?;
         let seconds = c.config.and_then(|c| c.stop_timeout).unwrap_or(10);
-        Ok(i32::try_from(seconds.clamp(0, 3600)).unwrap_or(10))
+        Ok(i32::try_from(seconds).unwrap_or(i32::MAX))
     }
 
     /// Waits until a container is not running (a stop in progress ends).

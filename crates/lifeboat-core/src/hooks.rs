@@ -65,6 +65,9 @@ pub struct HookRun {
     /// The end of what it printed, or why it did not run.
     pub output: String,
     pub ok: bool,
+    /// Whether the engine started it.
+    #[serde(skip)]
+    started: bool,
 }
 
 /// The hooks of the containers that mount a target, in container order,
@@ -99,31 +102,66 @@ pub fn hooks_of(target: &Target, containers: &[EngineContainer]) -> Vec<Hook> {
     hooks
 }
 
+impl Hook {
+    fn command_line(&self) -> Vec<String> {
+        ["sh", "-c", self.command.as_str()]
+            .map(String::from)
+            .to_vec()
+    }
+}
+
 /// The post hooks of running containers, as commands the journal can run
-/// should lifeboat be stopped before it runs them itself.
+/// should lifeboat be stopped before it runs them itself; each waits for
+/// the pre hooks of its container that an interruption may have left
+/// running.
 pub(crate) fn owed_after(hooks: &[Hook]) -> Vec<crate::stop::Pending> {
     hooks
         .iter()
         .filter(|h| h.phase == Phase::Post && h.running)
-        .map(|h| crate::stop::Pending {
-            container: h.container.clone(),
-            command: ["sh", "-c", h.command.as_str()].map(String::from).to_vec(),
-            what: format!("post-backup hook `{}`", h.command),
+        .map(|h| {
+            let pre: Vec<&Hook> = hooks
+                .iter()
+                .filter(|p| p.phase == Phase::Pre && p.container == h.container)
+                .collect();
+            crate::stop::Pending {
+                timeout_seconds: h.timeout_seconds,
+                after: pre.iter().map(|p| p.command_line()).collect(),
+                after_seconds: pre.iter().map(|p| p.timeout_seconds).sum(),
+                ..crate::stop::Pending::new(
+                    &h.container,
+                    h.command_line(),
+                    format!("post-backup hook `{}`", h.command),
+                )
+            }
         })
         .collect()
 }
 
 /// Runs the hooks of a phase, one after the other. Returns what each did
-/// and the error that stops the backup, if one failed with `abort`.
+/// and the error that stops the backup, if one failed with `abort`. With a
+/// journal, each post hook that was started is no longer owed; one whose
+/// container lifeboat could not start again stays owed.
 pub(crate) async fn run_phase(
     engine: &Engine,
     hooks: &[Hook],
     phase: Phase,
+    mut journal: Option<&mut crate::stop::Journal>,
 ) -> (Vec<HookRun>, Option<Error>) {
+    let owed = owed_after(hooks);
     let mut runs = Vec::new();
     let mut abort = None;
     for hook in hooks.iter().filter(|h| h.phase == phase) {
         let run = run_one(engine, hook).await;
+        if let Some(journal) = journal.as_deref_mut()
+            && phase == Phase::Post
+            && (run.started || !journal.left_stopped(&hook.container))
+            && let Some(pending) = owed
+                .iter()
+                .find(|p| p.container == hook.container && p.command == hook.command_line())
+            && let Err(e) = journal.paid(pending)
+        {
+            tracing::warn!("{e}");
+        }
         if !run.ok && hook.abort_on_error && abort.is_none() {
             abort = Some(Error::Other(format!(
                 "{} hook `{}` in container {} failed ({}){}",
@@ -159,6 +197,7 @@ async fn run_one(engine: &Engine, hook: &Hook) -> HookRun {
         seconds: 0.0,
         output: String::new(),
         ok: false,
+        started: false,
     };
     if !hook.running {
         // As offen does: hooks run in running containers only; a stopped
@@ -168,10 +207,12 @@ async fn run_one(engine: &Engine, hook: &Hook) -> HookRun {
         run.seconds = started.elapsed().as_secs_f64();
         return run;
     }
-    let command = ["sh", "-c", hook.command.as_str()].map(String::from);
+    let command = hook.command_line();
     let limit = Duration::from_secs(hook.timeout_seconds);
+    let started_exec = std::sync::atomic::AtomicBool::new(false);
     let outcome = tokio::time::timeout(limit, async {
         let mut exec = engine.exec(&hook.container, &command, false).await?;
+        started_exec.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut tail = crate::dump::StderrTail::default();
         while let Some(chunk) = exec.output.next().await {
             match chunk? {
@@ -194,6 +235,7 @@ async fn run_one(engine: &Engine, hook: &Hook) -> HookRun {
             run.output = format!("still running after {}s", hook.timeout_seconds);
         }
     }
+    run.started = started_exec.load(std::sync::atomic::Ordering::Relaxed);
     run.seconds = started.elapsed().as_secs_f64();
     run
 }

@@ -24,6 +24,35 @@ use crate::progress::TransferProgress;
 use crate::repo::{Repo, SnapshotInfo, TreeSummary};
 use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
 
+/// Told where what a forced restore overwrites was saved, as soon as it
+/// is, before anything is overwritten: an interrupted restore has said it.
+#[derive(Clone, Default)]
+pub struct OnPrevious(Option<Arc<Tell>>);
+
+type Tell = dyn Fn(&SnapshotInfo) + Send + Sync;
+
+impl OnPrevious {
+    pub fn new(f: impl Fn(&SnapshotInfo) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    fn tell(&self, previous: &SnapshotInfo) {
+        if let Some(f) = &self.0 {
+            f(previous);
+        }
+    }
+}
+
+impl std::fmt::Debug for OnPrevious {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnPrevious(..)"
+        } else {
+            "OnPrevious(none)"
+        })
+    }
+}
+
 /// What to restore where.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreRequest {
@@ -36,6 +65,7 @@ pub struct RestoreRequest {
     /// Overwrite a non-empty target, after snapshotting it.
     pub force: bool,
     pub writer: ReaderChoice,
+    pub on_previous: OnPrevious,
 }
 
 /// What a restore did.
@@ -78,6 +108,7 @@ pub struct DumpRestoreRequest {
     /// Replace data the container holds, after dumping it into a
     /// `pre-restore` snapshot.
     pub force: bool,
+    pub on_previous: OnPrevious,
 }
 
 /// What restoring a dump did.
@@ -168,6 +199,7 @@ pub async fn restore_dump(
     };
 
     let mut previous_content = None;
+    let mut auto_remove = false;
     let (container, temporary, volume) = match &request.destination {
         DumpDestination::Container(name) => {
             let container = find_container(engine, name).await?;
@@ -187,9 +219,12 @@ pub async fn restore_dump(
                         holding.join(", ")
                     )));
                 }
-                previous_content =
-                    Some(dump_current(engine, repo, &container.name, &request.state_dir).await?);
+                let previous =
+                    dump_current(engine, repo, &container.name, &request.state_dir).await?;
+                request.on_previous.tell(&previous);
+                previous_content = Some(previous);
             }
+            auto_remove = container.auto_remove;
             (container.name, None, None)
         }
         DumpDestination::NewVolume { volume, image } => {
@@ -238,8 +273,15 @@ pub async fn restore_dump(
         }
         Database::Redis => {
             let mut journal = crate::stop::Journal::new(engine, &request.state_dir);
-            crate::dump::redis::restore_into(engine, &container, &manifest, &files, &mut journal)
-                .await
+            crate::dump::redis::restore_into(
+                engine,
+                &container,
+                auto_remove,
+                &manifest,
+                &files,
+                &mut journal,
+            )
+            .await
         }
     };
     if let Some(helper) = &temporary {
@@ -258,7 +300,13 @@ pub async fn restore_dump(
             if let Some(volume) = &volume {
                 let _ = engine.remove_volume(volume).await;
             }
-            return Err(e);
+            return Err(match &previous_content {
+                Some(previous) => Error::Other(format!(
+                    "{e}; what {container} held before is in snapshot {id}: `lifeboat restore {id} --into {container} --force` puts it back",
+                    id = previous.short_id
+                )),
+                None => e,
+            });
         }
     };
     Ok(DumpRestoreReport {
@@ -579,6 +627,7 @@ pub async fn restore(
                 )));
             }
             let previous = snapshot_current(engine, repo, dest_kind, &dest_name).await?;
+            request.on_previous.tell(&previous);
             let undo = |e: Error| {
                 Error::Other(format!(
                     "{e}; the previous content of {dest_name} is in snapshot {id}: `lifeboat restore {id} --volume {dest_name} --force` puts it back",

@@ -165,7 +165,7 @@ pub(crate) async fn prepare(
                     "--compress=0",
                     "--no-password",
                     &format!("--snapshot={snapshot}"),
-                    &format!("--dbname={database}"),
+                    &format!("--dbname={}", connect_to(&database)),
                 ],
                 format!("pg_dump of database {database}"),
             ),
@@ -203,7 +203,11 @@ async fn open_session(
     database: &str,
 ) -> Result<(Session, String, BTreeMap<String, u64>)> {
     let mut exec = engine
-        .exec(container, &psql(&["-F", "\u{1f}", "-d", database]), true)
+        .exec(
+            container,
+            &psql(&["-F", "\u{1f}", "-d", &connect_to(database)]),
+            true,
+        )
         .await?;
     let script = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n\\echo {SNAPSHOT_DONE}\n{COUNT_ROWS}\n\\echo {COUNTS_DONE}\n"
@@ -403,7 +407,7 @@ pub(crate) async fn holds(
             container,
             &psql(&[
                 "-d",
-                &database.name,
+                &connect_to(&database.name),
                 "-c",
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -526,7 +530,14 @@ async fn verify(
     let out = run(
         engine,
         container,
-        &psql(&["-F", "\u{1f}", "-d", &database.name, "-c", COUNT_ROWS]),
+        &psql(&[
+            "-F",
+            "\u{1f}",
+            "-d",
+            &connect_to(&database.name),
+            "-c",
+            COUNT_ROWS,
+        ]),
         "counting restored rows with psql",
     )
     .await?;
@@ -553,9 +564,29 @@ async fn verify(
     })
 }
 
+/// A database name as a connection string: the client tools read a name
+/// with `=` in it as connection settings (another host, say), which a
+/// database's owner could choose on purpose.
+fn connect_to(database: &str) -> String {
+    format!(
+        "dbname='{}'",
+        database.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_names_never_read_as_connection_settings() {
+        assert_eq!(connect_to("shop"), "dbname='shop'");
+        assert_eq!(
+            connect_to("host=evil dbname=x"),
+            "dbname='host=evil dbname=x'"
+        );
+        assert_eq!(connect_to(r"it's\"), r"dbname='it\'s\\'");
+    }
 
     #[test]
     fn existing_roles_keep_their_passwords() {

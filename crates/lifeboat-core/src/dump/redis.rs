@@ -255,11 +255,11 @@ fn parse_check(output: &str) -> Option<u64> {
 
 /// The command that removes the pinning link.
 fn unpin(container: &str, pinned: &str) -> Pending {
-    Pending {
-        container: container.to_string(),
-        command: ["rm", "-f", "--", pinned].map(String::from).to_vec(),
-        what: "removing the RDB pinned for a backup".to_string(),
-    }
+    Pending::new(
+        container,
+        ["rm", "-f", "--", pinned].map(String::from).to_vec(),
+        "removing the RDB pinned for a backup".to_string(),
+    )
 }
 
 /// Removes the pinning link; the journal stops owing it.
@@ -326,15 +326,30 @@ struct Persistence {
 }
 
 /// Swaps the container's data for the dump's RDB with a restart and checks
-/// the key count. The files it had are moved aside, not deleted, until the
-/// restore has been checked; the stop and start go through the journal.
+/// the key count.
+///
+/// The RDB is staged in the data directory first, while Redis runs. Then,
+/// with saving and the append-only file off so that nothing writes over
+/// the swap, the current files are moved aside and the staged ones into
+/// their place, and Redis restarts on them. Until the restart begins, the
+/// journal owes a rollback (files and settings back as they were), run on
+/// any failure, interruption, or by the next lifeboat command after a kill;
+/// once it begins, the restored files are in place and a restart of any
+/// kind loads them. The files moved aside are removed only once the
+/// restored key count matches the backup's.
 pub(crate) async fn restore_into(
     engine: &Engine,
     container: &str,
+    auto_remove: bool,
     manifest: &DumpManifest,
     dumps: &super::DumpFiles,
     journal: &mut Journal,
 ) -> Result<Vec<RestoredDatabase>> {
+    if auto_remove {
+        return Err(Error::BadRequest(format!(
+            "container {container} was started with --rm: the restart a Redis restore needs would remove it; restore into a container without --rm"
+        )));
+    }
     // Everything that can be read is read before anything changes.
     let node = dumps.node(RDB_FILE).await?;
     let dir = config(engine, container, "dir").await?;
@@ -361,58 +376,79 @@ pub(crate) async fn restore_into(
         owner,
     };
     let save_setting = config(engine, container, "save").await?;
+    let names: Vec<String> = [&p.rdb, &p.aof_dir, &p.aof_file]
+        .into_iter()
+        .filter(|n| !n.is_empty() && !n.contains(['/', '\n']))
+        .cloned()
+        .collect();
+    let token = crate::random_hex(4);
+    let staging = format!(".lifeboat-restore-{token}");
+    let aside = format!("{}/.lifeboat-before-restore-{token}", p.dir);
 
-    // Nothing may write over the swapped files while the server stops: no
-    // save at shutdown, no append-only file. The files it has (the RDB, and
-    // the append-only data a restart would load instead) are moved aside.
-    let aside = format!(
-        "{}/.lifeboat-before-restore-{}",
-        p.dir,
-        crate::random_hex(4)
-    );
-    let prepared = async {
-        cli_output(engine, container, &["CONFIG", "SET", "save", ""]).await?;
-        cli_output(engine, container, &["CONFIG", "SET", "appendonly", "no"]).await?;
-        let mut command = vec![
-            "sh".to_string(),
-            "-c".into(),
-            r#"dir="$1"; aside="$2"; shift 2; mkdir -p "$aside" || exit 1
-for name in "$@"; do
-  if [ -e "$dir/$name" ]; then mv -- "$dir/$name" "$aside/" || exit 1; fi
-done"#
-                .into(),
-            "lifeboat".into(),
-            p.dir.clone(),
-            aside.clone(),
+    let staged = stage(engine, container, &p, &staging, dumps, node).await;
+    let rollback = {
+        let mut args = vec![
+            p.dir.as_str(),
+            aside.as_str(),
+            staging.as_str(),
+            save_setting.as_str(),
+            if p.aof { "yes" } else { "no" },
         ];
-        for name in [&p.rdb, &p.aof_dir, &p.aof_file] {
-            if !name.is_empty() && !name.contains('/') {
-                command.push(name.clone());
-            }
-        }
-        run(engine, container, &command, "moving the current data aside").await
-    }
-    .await;
-    if let Err(e) = prepared {
-        // The server still runs: give it back its settings.
-        let _ = cli_output(engine, container, &["CONFIG", "SET", "save", &save_setting]).await;
-        if p.aof {
-            let _ = cli_output(engine, container, &["CONFIG", "SET", "appendonly", "yes"]).await;
-        }
+        args.extend(names.iter().map(String::as_str));
+        Pending::new(
+            container,
+            with_credentials(ROLLBACK, &args),
+            "putting back the data and settings of an unfinished restore".to_string(),
+        )
+    };
+    if let Err(e) = staged {
+        let _ = run(
+            engine,
+            container,
+            &rollback.command,
+            "removing the staged RDB",
+        )
+        .await;
         return Err(e);
     }
+    journal.owe(std::slice::from_ref(&rollback))?;
+    let swapped = async {
+        cli_output(engine, container, &["CONFIG", "SET", "save", ""]).await?;
+        cli_output(engine, container, &["CONFIG", "SET", "appendonly", "no"]).await?;
+        let mut args = vec![p.dir.as_str(), aside.as_str(), staging.as_str()];
+        args.extend(names.iter().map(String::as_str));
+        run(
+            engine,
+            container,
+            &super::shell(SWAP, &args),
+            "swapping in the restored files",
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = swapped {
+        let undone = run(engine, container, &rollback.command, "rolling back").await;
+        return match undone {
+            Ok(_) => {
+                journal.paid(&rollback)?;
+                Err(e)
+            }
+            Err(undo) => Err(Error::Other(format!(
+                "{e}; putting the data back failed too ({undo}): the next lifeboat command retries; the files are in {aside} inside the container"
+            ))),
+        };
+    }
+    // From here a restart loads the restored files, which is what was asked.
+    journal.paid(&rollback)?;
 
     let entry = crate::stop::StopEntry {
         id: container.to_string(),
         name: container.to_string(),
         why: "restoring its data".to_string(),
-        auto_remove: false,
+        auto_remove,
     };
     let mut window = crate::stop::StopWindow::new(engine, journal);
-    let swapped = match window.stop(std::slice::from_ref(&entry)).await {
-        Ok(()) => swap(engine, container, &p, dumps, node).await,
-        Err(e) => Err(e),
-    };
+    let stopped = window.stop(std::slice::from_ref(&entry)).await;
     // Whatever happened, the container runs again.
     let (_, failed_starts) = window.restart().await;
     let kept = |e: Error| {
@@ -420,14 +456,16 @@ done"#
             "{e}; the container's previous data files are in {aside} inside it"
         ))
     };
-    swapped.map_err(kept)?;
+    stopped.map_err(kept)?;
     if !failed_starts.is_empty() {
         return Err(kept(Error::Other(failed_starts.join("; "))));
     }
     let keys = wait_and_count(engine, container).await.map_err(kept)?;
     let recorded = manifest.databases.first().and_then(|d| d.keys);
     let mismatches = match recorded {
-        Some(r) if r != keys => vec![format!("{keys} keys, {r} recorded")],
+        Some(r) if r != keys => vec![format!(
+            "{keys} keys, {r} recorded (the previous data files are in {aside} inside the container)"
+        )],
         _ => Vec::new(),
     };
     if mismatches.is_empty() {
@@ -444,12 +482,54 @@ done"#
     }])
 }
 
-/// Writes the RDB (and, with the append-only file on, its base) into the
-/// stopped container.
-async fn swap(
+/// Moves the current data files aside and the staged ones into their place
+/// (arguments: the data directory, the aside directory, the staging
+/// directory's name, then the names of the data files).
+const SWAP: &str = r#"dir="$1"; aside="$2"; staging="$1/$3"; shift 3
+mkdir -p -- "$aside" || exit 1
+for name in "$@"; do
+  if [ -e "$dir/$name" ]; then mv -- "$dir/$name" "$aside/" || exit 1; fi
+done
+for name in "$@"; do
+  if [ -e "$staging/$name" ]; then
+    printf '%s\n' "$name" >> "$aside/.moved-in" && mv -- "$staging/$name" "$dir/" || exit 1
+  fi
+done
+rmdir -- "$staging""#;
+
+/// Undoes what a restore changed while Redis ran: the staged files go, the
+/// files set aside come back, and the settings are as they were
+/// (arguments: the data directory, the aside directory, the staging
+/// directory's name, the `save` setting, `appendonly`, then the names of
+/// the data files).
+const ROLLBACK: &str = r#"dir="$1"; aside="$2"; staging="$1/$3"; save="$4"; aof="$5"; shift 5
+if [ -f "$aside/.moved-in" ]; then
+  while IFS= read -r name; do rm -rf -- "$dir/$name" || exit 1; done < "$aside/.moved-in"
+  rm -f -- "$aside/.moved-in"
+fi
+for name in "$@"; do
+  if [ -e "$aside/$name" ]; then mv -- "$aside/$name" "$dir/" || exit 1; fi
+done
+rm -rf -- "$staging"
+if [ -d "$aside" ]; then rmdir -- "$aside" || exit 1; fi
+[ "$(redis-cli --raw CONFIG SET appendonly "$aof")" = OK ] || exit 1
+[ "$(redis-cli --raw CONFIG SET save "$save")" = OK ] || exit 1"#;
+
+/// A script run with the client's password set from the container's
+/// environment.
+fn with_credentials(script: &str, args: &[&str]) -> Vec<String> {
+    let mut inner = vec!["sh", "-c", script, "lifeboat"];
+    inner.extend_from_slice(args);
+    shell(WITH_CREDENTIALS, &inner)
+}
+
+/// Writes the RDB (and, with the append-only file on, its base) into a
+/// staging directory inside the data directory.
+async fn stage(
     engine: &Engine,
     container: &str,
     p: &Persistence,
+    staging: &str,
     dumps: &super::DumpFiles,
     node: rustic_core::repofile::Node,
 ) -> Result<()> {
@@ -470,7 +550,11 @@ async fn swap(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
     let files = dumps.clone();
     let (uid, gid) = p.owner;
-    let aof_dir = (p.aof && !p.aof_dir.is_empty()).then(|| p.aof_dir.clone());
+    let mut dirs = vec![staging.to_string()];
+    if p.aof && !p.aof_dir.is_empty() {
+        dirs.push(format!("{staging}/{}", p.aof_dir));
+    }
+    let staging = staging.to_string();
     let producer = tokio::task::spawn_blocking(move || -> Result<()> {
         let out = crate::tarball::ChannelWriter::new(tx, files.progress.clone());
         let mut builder = tar::Builder::new(out);
@@ -489,7 +573,7 @@ async fn swap(
         };
         let tar_error =
             |e: std::io::Error| Error::Other(format!("writing the RDB for the engine: {e}"));
-        if let Some(dir) = &aof_dir {
+        for dir in &dirs {
             builder
                 .append_data(
                     &mut header(0, tar::EntryType::Directory, 0o755),
@@ -500,11 +584,12 @@ async fn swap(
         }
         let length = files.reader.content_length(&node)?;
         for (name, bytes) in &entries {
+            let name = format!("{staging}/{name}");
             match bytes {
                 Some(b) => builder
                     .append_data(
                         &mut header(b.len() as u64, tar::EntryType::Regular, 0o644),
-                        name,
+                        &name,
                         b.as_slice(),
                     )
                     .map_err(tar_error)?,
@@ -513,7 +598,7 @@ async fn swap(
                     builder
                         .append_data(
                             &mut header(length, tar::EntryType::Regular, 0o644),
-                            name,
+                            &name,
                             content,
                         )
                         .map_err(tar_error)?;

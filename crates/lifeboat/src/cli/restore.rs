@@ -8,7 +8,7 @@ use lifeboat_core::engine::Engine;
 use lifeboat_core::progress::TransferProgress;
 use lifeboat_core::repo::Repo;
 use lifeboat_core::restore::{
-    DumpDestination, DumpRestoreRequest, RestoreRequest, restore, restore_dump,
+    DumpDestination, DumpRestoreRequest, OnPrevious, RestoreRequest, restore, restore_dump,
 };
 
 use super::{Global, Via};
@@ -73,6 +73,7 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
             database: args.database,
             force: args.force,
             state_dir: global.state_dir(),
+            on_previous: announce_previous(),
         };
         return restore_dump_into(global, &engine, &repo, &request).await;
     }
@@ -85,6 +86,7 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         to: args.to,
         force: args.force,
         writer: args.via.into(),
+        on_previous: announce_previous(),
     };
     let progress = Arc::new(TransferProgress::default());
     let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
@@ -109,12 +111,6 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        if let Some(previous) = &report.previous_content {
-            eprintln!(
-                "lifeboat: the previous content of {} is in snapshot {} (restore it to undo)",
-                report.target, previous.short_id
-            );
-        }
         eprintln!(
             "restored snapshot {} into {}{} ({} files, {} dirs, {}, {:.1}s, {} writer)",
             report.snapshot.short_id,
@@ -135,6 +131,17 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         );
     }
     Ok(crate::exit::SUCCESS)
+}
+
+/// Says where what a forced restore overwrites was saved, the moment it
+/// is: an interrupted restore has said it too.
+fn announce_previous() -> OnPrevious {
+    OnPrevious::new(|previous| {
+        eprintln!(
+            "lifeboat: what the restore overwrites is saved in snapshot {} (tagged pre-restore): restoring it with --force undoes the restore",
+            previous.short_id
+        );
+    })
 }
 
 async fn restore_dump_into(
@@ -194,12 +201,6 @@ async fn restore_dump_into(
                     d.mismatches.join("; ")
                 );
             }
-        }
-        if let Some(previous) = &report.previous_content {
-            eprintln!(
-                "lifeboat: what the container held before is in snapshot {} (restore it with --into --force to undo)",
-                previous.short_id
-            );
         }
         match &report.volume {
             Some(volume) => eprintln!(

@@ -247,3 +247,63 @@ fn an_interrupted_backup_starts_its_containers_again_and_runs_its_post_hooks() {
         "an interrupted backup left a snapshot"
     );
 }
+
+/// A journal left by a killed lifeboat starts only what is still
+/// lifeboat's to start: a container someone started since it was stopped
+/// is left as it is, running or stopped again.
+#[test]
+fn a_journal_starts_only_what_lifeboat_stopped_and_no_one_started_since() {
+    let env = TestEnv::new("stop-journal");
+    let sleeper = |what: &str| env.container(what, &["--init", BUSYBOX, "sleep", "3000"], true);
+    let ours = sleeper("ours");
+    let restarted = sleeper("restarted");
+    let stopped_again = sleeper("stopped-again");
+    std::thread::sleep(Duration::from_millis(50));
+    let requested = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .expect("date");
+    let requested = String::from_utf8_lossy(&requested.stdout)
+        .trim()
+        .to_string();
+    for c in [&ours, &restarted, &stopped_again] {
+        docker(&["stop", "-t", "1", c]).ok();
+    }
+    docker(&["start", &restarted]).ok();
+    docker(&["start", &stopped_again]).ok();
+    docker(&["stop", "-t", "1", &stopped_again]).ok();
+
+    let stopped: Vec<serde_json::Value> = [&ours, &restarted, &stopped_again]
+        .iter()
+        .map(|c| serde_json::json!({"id": c, "name": c, "requested": requested, "grace": 1}))
+        .collect();
+    let engine = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    let journal = serde_json::json!({
+        "pid": 999_999_999,
+        "started": 1,
+        "boot": "another boot",
+        "host": "elsewhere",
+        "engine": engine,
+        "stopped": stopped,
+        "pending": [],
+    });
+    let dir = env.state_dir().join("journal");
+    std::fs::create_dir_all(&dir).expect("journal dir");
+    let path = dir.join("999999999-test.json");
+    std::fs::write(&path, journal.to_string()).expect("journal");
+
+    let run = env.lifeboat(&["ls", "--no-sizes"]).ok();
+    assert!(
+        run.stderr.contains(&format!("started {ours}")),
+        "{}",
+        run.stderr
+    );
+    assert!(running(&ours));
+    assert!(running(&restarted), "{}", run.stderr);
+    assert!(!run.stderr.contains(&format!("started {restarted}")));
+    assert!(!running(&stopped_again), "started against its owner's stop");
+    assert!(!path.exists(), "the journal was not cleared");
+}

@@ -97,28 +97,12 @@ pub(crate) async fn prepare(
         "psql",
     )
     .await?;
-    let listed = run(
+    let databases = database_names(
         engine,
         container,
-        &psql(&[
-            "-0",
-            "-d",
-            "postgres",
-            "-c",
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
-        ]),
-        "listing databases with psql",
+        "WHERE datallowconn AND NOT datistemplate",
     )
     .await?;
-    let databases: Vec<String> = listed
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            String::from_utf8_lossy(n)
-                .trim_end_matches('\n')
-                .to_string()
-        })
-        .collect();
     let settings = read_settings(engine, container).await?;
 
     let mut sessions = Vec::new();
@@ -369,12 +353,9 @@ pub(crate) async fn restore_into(
     Ok(restored)
 }
 
-/// The dump's databases that exist in the container with tables in them.
-pub(crate) async fn holds(
-    engine: &Engine,
-    container: &str,
-    manifest: &DumpManifest,
-) -> Result<Vec<String>> {
+/// The names of the databases in `pg_database`, filtered by `condition`
+/// (an SQL `WHERE` clause, or nothing).
+async fn database_names(engine: &Engine, container: &str, condition: &str) -> Result<Vec<String>> {
     let listed = run(
         engine,
         container,
@@ -383,19 +364,29 @@ pub(crate) async fn holds(
             "-d",
             "postgres",
             "-c",
-            "SELECT datname FROM pg_database",
+            &format!("SELECT datname FROM pg_database {condition} ORDER BY 1"),
         ]),
-        "listing databases",
+        "listing databases with psql",
     )
     .await?;
-    let existing: Vec<String> = listed
+    Ok(listed
         .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
         .map(|n| {
             String::from_utf8_lossy(n)
                 .trim_end_matches('\n')
                 .to_string()
         })
-        .collect();
+        .collect())
+}
+
+/// The dump's databases that exist in the container with tables in them.
+pub(crate) async fn holds(
+    engine: &Engine,
+    container: &str,
+    manifest: &DumpManifest,
+) -> Result<Vec<String>> {
+    let existing = database_names(engine, container, "").await?;
     let mut holding = Vec::new();
     for database in manifest
         .databases

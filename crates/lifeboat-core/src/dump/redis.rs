@@ -627,19 +627,7 @@ async fn wait_and_count(engine: &Engine, container: &str) -> Result<u64> {
         if let Ok(info) = cli_output(engine, container, &["INFO", "persistence"]).await
             && info_field(&info, "loading") == Some("0")
         {
-            let keyspace = cli_output(engine, container, &["INFO", "keyspace"]).await?;
-            return Ok(keyspace
-                .lines()
-                .filter_map(|l| {
-                    let keys = l
-                        .split(':')
-                        .nth(1)?
-                        .split(',')
-                        .next()?
-                        .strip_prefix("keys=")?;
-                    keys.parse::<u64>().ok()
-                })
-                .sum());
+            return count_keys(engine, container).await;
         }
         if started.elapsed() > Duration::from_secs(300) {
             return Err(Error::Other(format!(

@@ -22,6 +22,20 @@ fn master(key: &MasterKey) -> [u8; 64] {
     raw_key(&key.encrypt, &key.mac.k, &key.mac.r)
 }
 
+/// The cipher of the repository's master key.
+pub(crate) fn cipher(key: &MasterKey) -> Aes256CtrPoly1305Aes {
+    Aes256CtrPoly1305Aes::new((&master(key)).into())
+}
+
+/// A fresh nonce. Unlike for lock files, no fallback: a nonce used twice
+/// with one key would expose what both encrypt.
+pub(crate) fn nonce() -> crate::error::Result<[u8; 16]> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| crate::error::Error::Other(format!("no randomness for encryption: {e}")))?;
+    Ok(nonce)
+}
+
 /// Encrypts with the repository's master key.
 pub(crate) fn seal(key: &MasterKey, plain: &[u8]) -> Vec<u8> {
     seal_raw(&master(key), plain)

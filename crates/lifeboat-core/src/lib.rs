@@ -25,6 +25,7 @@ pub mod restore;
 pub mod spec;
 pub mod stop;
 
+mod archiver;
 mod crypto;
 mod fsmeta;
 mod host;

@@ -4,7 +4,7 @@
 //! thread does the work, and the binary renders them (a bar on a terminal,
 //! nothing otherwise).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Counters of one backup or restore of one volume.
 #[derive(Debug, Default)]
@@ -17,6 +17,9 @@ pub struct TransferProgress {
     pub bytes_read: AtomicU64,
     /// Files opened so far.
     pub files_done: AtomicU64,
+    /// Whether someone shows the total: then the source is sized first,
+    /// alongside the backup (a second walk of it).
+    pub wants_total: AtomicBool,
 }
 
 /// A consistent-enough copy of the counters, for display.

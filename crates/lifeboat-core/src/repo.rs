@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{KeyFile, MasterKey, Node, NodeType, SnapshotFile};
 use rustic_core::{
-    BackupOptions, ConfigOptions, Credentials, Id, IndexedFullStatus, KeyOptions, LsOptions,
-    OpenStatus, ParentOptions, Progress, ProgressBars, ProgressType, ReadBackend, ReadSource,
-    Repository, RepositoryBackends, RepositoryOptions, RusticError, RusticProgress, RusticResult,
-    SnapshotOptions, WriteBackend,
+    ConfigOptions, Credentials, Id, IndexedFullStatus, KeyOptions, LsOptions, OpenStatus,
+    ReadBackend, ReadSource, Repository, RepositoryBackends, RepositoryOptions, RusticError,
+    RusticResult, SnapshotOptions, WriteBackend,
 };
 use serde::Serialize;
 
@@ -199,6 +198,13 @@ fn one_line(e: &RusticError) -> String {
     text.strip_prefix("Error: ").unwrap_or(&text).to_string()
 }
 
+/// The zstd level of new repositories. Level 1 against zstd's default 3,
+/// on a 553 MB root file system (bench/): first backup 2.05 s against
+/// 2.37 s, repository 277 MB against 265 MB. A nightly backup's time is
+/// load on a busy host; 4 % more space once, before deduplication, is
+/// the cheaper side.
+pub const DEFAULT_COMPRESSION: i32 = 1;
+
 /// An open repository.
 #[derive(Clone)]
 pub struct Repo {
@@ -209,7 +215,6 @@ pub struct Repo {
     base: Repository<()>,
     key: MasterKey,
     gate: Arc<SnapshotGate>,
-    router: Arc<ProgressRouter>,
     /// Archives run one at a time: the snapshot gate holds one at a time.
     archiving: Arc<Mutex<()>>,
     /// Set when the run is interrupted: nothing is published after that.
@@ -243,9 +248,22 @@ impl Repo {
         })
     }
 
-    /// Creates a new repository; fails if one exists. With the default
-    /// password source and no password file yet, a password is generated.
+    /// Creates a new repository at lifeboat's default compression level;
+    /// fails if one exists. With the default password source and no
+    /// password file yet, a password is generated.
     pub fn init(settings: &RepoSettings) -> Result<(Self, OpenReport)> {
+        Self::init_with(settings, DEFAULT_COMPRESSION)
+    }
+
+    /// Creates a new repository whose blobs are compressed with zstd at
+    /// `compression` (-7, fastest, to 22, smallest; 0 stores them
+    /// uncompressed).
+    pub fn init_with(settings: &RepoSettings, compression: i32) -> Result<(Self, OpenReport)> {
+        if !(-7..=22).contains(&compression) {
+            return Err(Error::BadRequest(format!(
+                "compression level {compression} is outside zstd's -7 to 22"
+            )));
+        }
         if settings.exists()? {
             return Err(Error::BadRequest(format!(
                 "a repository already exists at {}",
@@ -277,7 +295,7 @@ impl Repo {
             repo.init(
                 &Credentials::password(password.clone()),
                 &KeyOptions::default(),
-                &ConfigOptions::default(),
+                &ConfigOptions::default().set_compression(compression),
             )
         })?;
         repo.replace_initial_key(&password)?;
@@ -303,10 +321,8 @@ impl Repo {
             held: Mutex::new(None),
         });
         let backends = RepositoryBackends::new(gate.clone(), backends.repo_hot());
-        let router = Arc::new(ProgressRouter::default());
         let options = RepositoryOptions::default().cache_dir(settings.cache_dir.clone());
-        let base = Repository::new_with_progress(&options, &backends, RouterHandle(router.clone()))
-            .map_err(|e| settings.repo_error(&e))?;
+        let base = Repository::new(&options, &backends).map_err(|e| settings.repo_error(&e))?;
         let open = open(base.clone()).map_err(|e| settings.repo_error(&e))?;
         let key = open.key();
         let lock = match settings.local_path() {
@@ -322,7 +338,6 @@ impl Repo {
             key,
             _lock: lock,
             gate,
-            router,
             archiving: Arc::new(Mutex::new(())),
             cancelled: Arc::default(),
         })
@@ -429,10 +444,7 @@ impl Repo {
             .archiving
             .lock()
             .map_err(|_| Error::Other("an earlier archive panicked".to_string()))?;
-        let indexed = self
-            .opened()?
-            .to_indexed_ids()
-            .map_err(|e| self.error(&e))?;
+        let opened = self.opened()?;
         let mut snap = SnapshotOptions::default()
             .to_snapshot()
             .map_err(|e| self.error(&e))?;
@@ -443,24 +455,15 @@ impl Repo {
         if let Some(label) = &request.label {
             snap.label = label.clone();
         }
-        let options = BackupOptions::default()
-            .as_path(request.snapshot_path.clone())
-            .parent_opts(
-                ParentOptions::default()
-                    .force(!request.use_parent)
-                    .parents(request.parent.clone().into_iter().collect::<Vec<_>>()),
-            );
-
-        self.router.route(request.progress.clone());
         self.gate.hold();
-        let archived = indexed.archive(&options, source, snap, std::slice::from_ref(&request.base));
-        self.router.route(Arc::new(TransferProgress::default()));
+        let backend: Arc<dyn WriteBackend> = self.gate.clone();
+        let archived = crate::archiver::archive(&opened, backend, source, request, snap);
         let verdict = match archived {
             Ok(snap) => accept()
                 .and_then(|()| self.still_locked())
                 .and_then(|()| self.not_cancelled())
                 .map(|()| snap),
-            Err(e) => Err(one_line(&e)),
+            Err(e) => Err(e.to_string()),
         };
         match verdict {
             Ok(snap) => {
@@ -929,58 +932,6 @@ impl WriteBackend for SnapshotGate {
     fn remove(&self, tpe: rustic_core::FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         self.inner.remove(tpe, id, cacheable)
     }
-}
-
-/// Routes the repository library's byte progress to the counters of the
-/// transfer under way.
-#[derive(Debug, Default)]
-struct ProgressRouter {
-    current: Mutex<Arc<TransferProgress>>,
-}
-
-impl ProgressRouter {
-    fn route(&self, progress: Arc<TransferProgress>) {
-        if let Ok(mut current) = self.current.lock() {
-            *current = progress;
-        }
-    }
-}
-
-/// The router as the repository library holds it.
-#[derive(Debug)]
-struct RouterHandle(Arc<ProgressRouter>);
-
-impl ProgressBars for RouterHandle {
-    fn progress(&self, progress_type: ProgressType, _prefix: &str) -> Progress {
-        match progress_type {
-            ProgressType::Bytes => {
-                let target = self.0.current.lock().map(|c| c.clone()).unwrap_or_default();
-                Progress::new(BytesProgress(target))
-            }
-            _ => Progress::hidden(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct BytesProgress(Arc<TransferProgress>);
-
-impl RusticProgress for BytesProgress {
-    fn is_hidden(&self) -> bool {
-        false
-    }
-    fn set_length(&self, len: u64) {
-        self.0
-            .bytes_total
-            .store(len, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn set_title(&self, _title: &str) {}
-    fn inc(&self, inc: u64) {
-        self.0
-            .bytes_done
-            .fetch_add(inc, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn finish(&self) {}
 }
 
 /// A repository in a temporary directory and a request to archive into

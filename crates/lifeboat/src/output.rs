@@ -106,6 +106,9 @@ impl ProgressDisplay {
                 ticker: None,
             };
         }
+        progress
+            .wants_total
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let bar = ProgressBar::new(0);
         bar.set_prefix(label.to_string());
         let known = ProgressStyle::with_template(

@@ -178,6 +178,15 @@ impl Rabin64 {
             ((self.hash << 8) | Polynom64::from(byte)) ^ self.tables.reducing[above as usize];
     }
 
+    /// Takes `byte` in and `leaving` out, where the caller keeps the
+    /// window's bytes itself (the window here is not updated: use either
+    /// this or [`RollingHash64::slide`] after a prefill, not both).
+    #[inline]
+    pub fn roll(&mut self, leaving: u8, byte: u8) {
+        self.hash ^= self.tables.leaving[leaving as usize];
+        self.append(byte);
+    }
+
     #[inline]
     fn advance(&mut self) {
         self.index = (self.index + 1) & (self.window.len() - 1);
@@ -327,6 +336,18 @@ mod tests {
             rabin.slide(b);
         }
         rabin.hash
+    }
+
+    #[test]
+    fn rolling_with_the_caller_s_window_is_sliding() {
+        let data = noise(400, 11);
+        let mut slid = Rabin64::new(6);
+        let mut rolled = Rabin64::new(6);
+        for (i, &b) in data.iter().enumerate() {
+            slid.slide(b);
+            rolled.roll(if i >= 64 { data[i - 64] } else { 0 }, b);
+            assert_eq!(slid.hash, rolled.hash);
+        }
     }
 
     #[test]

@@ -2,18 +2,24 @@
 
 use anyhow::Context;
 use clap::Args;
-use lifeboat_core::repo::Repo;
+use lifeboat_core::repo::{DEFAULT_COMPRESSION, Repo};
 
 use super::Global;
 
 #[derive(Debug, Args)]
-pub(crate) struct InitArgs {}
+pub(crate) struct InitArgs {
+    /// zstd level of the repository's blobs: -7 (fastest) to 22
+    /// (smallest); 0 stores them uncompressed.
+    #[arg(long, value_name = "LEVEL", default_value_t = DEFAULT_COMPRESSION, allow_negative_numbers = true)]
+    compression: i32,
+}
 
-pub(crate) async fn run(global: &Global, _args: InitArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(global: &Global, args: InitArgs) -> anyhow::Result<u8> {
     let settings = global.repo_settings();
-    let (repo, report) = tokio::task::spawn_blocking(move || Repo::init(&settings))
-        .await
-        .context("creating the repository")??;
+    let (repo, report) =
+        tokio::task::spawn_blocking(move || Repo::init_with(&settings, args.compression))
+            .await
+            .context("creating the repository")??;
     if global.json {
         let value = serde_json::json!({
             "repository": repo.location(),

@@ -1,0 +1,342 @@
+//! Cutting a file into chunks where restic cuts it, so that the same
+//! content is the same blobs whichever program stored it.
+//!
+//! restic's content-defined chunking: no chunk is shorter than the minimum
+//! (512 KiB by default) unless the file ends; past the minimum, a chunk ends
+//! after the first byte at which the Rabin fingerprint of the last 64 bytes
+//! has its low bits (as many as the average chunk size has) all zero, or at
+//! the maximum (8 MiB). At the minimum, the window is filled with the 63
+//! bytes before the minimum's last byte, which itself is not hashed: that
+//! is how the repository library this format's Rust implementation uses
+//! does it, and lifeboat follows it to the byte. The engine tests check
+//! the result against restic.
+//!
+//! Unlike the library, the chunker reads in large blocks and hands out
+//! slices of its buffer: one copy of each byte, from the file into memory.
+
+use std::io::{ErrorKind, Read};
+
+use rustic_cdc::{Polynom64, Rabin64, RollingHash64};
+
+/// The window of the fingerprint: 2^6 = 64 bytes.
+const WINDOW_BITS: u32 = 6;
+const WINDOW: usize = 1 << WINDOW_BITS;
+
+/// How much is read at once, beyond what a chunk needs.
+const READ_BLOCK: usize = 1 << 20;
+
+/// How a repository cuts files.
+#[derive(Clone, Debug)]
+pub(crate) enum Cutting {
+    /// Content defined, with this polynomial.
+    Rabin {
+        polynom: Polynom64,
+        /// Average size, a power of two.
+        average: usize,
+        min: usize,
+        max: usize,
+    },
+    /// Fixed-size pieces.
+    Fixed(usize),
+}
+
+impl Cutting {
+    fn longest(&self) -> usize {
+        match self {
+            Self::Rabin { max, .. } => *max,
+            Self::Fixed(size) => *size,
+        }
+    }
+}
+
+/// The chunks of one file, in order.
+pub(crate) struct Chunker<R> {
+    reader: R,
+    cutting: Cutting,
+    rabin: Option<Rabin64>,
+    /// Bytes read: the next chunk starts at `start`, and `filled` bytes are
+    /// valid.
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    eof: bool,
+    /// Bytes taken from the reader so far.
+    pub(crate) read: u64,
+}
+
+impl<R: Read> Chunker<R> {
+    /// A chunker for a file expected to hold about `size_hint` bytes (the
+    /// buffer is no larger than that needs).
+    pub(crate) fn new(reader: R, cutting: &Cutting, size_hint: u64) -> Self {
+        let rabin = match cutting {
+            Cutting::Rabin { polynom, .. } => Some(Rabin64::new_with_polynom(WINDOW_BITS, polynom)),
+            Cutting::Fixed(_) => None,
+        };
+        let most = cutting.longest() + READ_BLOCK;
+        let first = usize::try_from(size_hint)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .clamp(1, most);
+        Self {
+            reader,
+            cutting: cutting.clone(),
+            rabin,
+            buf: vec![0; first],
+            start: 0,
+            filled: 0,
+            eof: false,
+            read: 0,
+        }
+    }
+
+    /// The next chunk, valid until the next call; `None` at the end.
+    pub(crate) fn next_chunk(&mut self) -> std::io::Result<Option<&[u8]>> {
+        let (min, average, max) = match self.cutting {
+            Cutting::Rabin {
+                min, average, max, ..
+            } => (min, average, max),
+            Cutting::Fixed(size) => (size, 0, size),
+        };
+        self.fill_to(min)?;
+        let available = self.filled - self.start;
+        if available == 0 {
+            return Ok(None);
+        }
+        let mut len = available.min(min);
+        if len == min && average > 0 {
+            let mut rabin = self
+                .rabin
+                .take()
+                .ok_or_else(|| std::io::Error::other("no rolling hash"))?;
+            let scanned = self.scan(&mut rabin, min, average as u64 - 1, max);
+            self.rabin = Some(rabin);
+            len = scanned?;
+        }
+        let chunk = self.start..self.start + len;
+        self.start += len;
+        Ok(Some(&self.buf[chunk]))
+    }
+
+    /// Where the chunk starting at `start` ends: past `min` bytes, after
+    /// the first byte at which the fingerprint has none of `mask`'s bits,
+    /// or at `max`.
+    fn scan(
+        &mut self,
+        rabin: &mut Rabin64,
+        min: usize,
+        mask: u64,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        let prefill = self.start + min.saturating_sub(WINDOW);
+        rabin.reset_and_prefill_window(&mut self.buf[prefill..self.start + min].iter().copied());
+        // The window now holds the 63 bytes before the minimum's last byte
+        // and an empty slot, which the first byte in (at `base`) replaces.
+        // The bytes leaving are then the 63, and after them the bytes that
+        // came in: the minimum's last byte was never in. All are still in
+        // the buffer, which keeps the whole chunk.
+        let mut len = min;
+        loop {
+            if len >= max || rabin.hash & mask == 0 {
+                return Ok(len);
+            }
+            // Reading more may move the chunk to the front of the buffer:
+            // positions are taken from `start` again below.
+            if self.start + len == self.filled && !self.more()? {
+                return Ok(len);
+            }
+            let end = self.filled.min(self.start + max);
+            let base = self.start + min;
+            let mut i = self.start + len;
+            while i < end {
+                let leaving = if i == base {
+                    0
+                } else if i < base + WINDOW {
+                    self.buf[i - WINDOW - 1]
+                } else {
+                    self.buf[i - WINDOW]
+                };
+                rabin.roll(leaving, self.buf[i]);
+                i += 1;
+                if rabin.hash & mask == 0 {
+                    return Ok(i - self.start);
+                }
+            }
+            len = i - self.start;
+        }
+    }
+
+    /// Reads until `n` bytes from `start` on are there, or the file ends.
+    fn fill_to(&mut self, n: usize) -> std::io::Result<()> {
+        while self.filled - self.start < n {
+            if !self.more()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more, first moving what is left to the front and growing the
+    /// buffer when it is full; false at the end of the file.
+    fn more(&mut self) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.filled == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.filled, 0);
+                self.filled -= self.start;
+                self.start = 0;
+            }
+            if self.filled == self.buf.len() {
+                let most = self.cutting.longest() + READ_BLOCK;
+                let grown = (self.buf.len() * 2).clamp(64 * 1024, most.max(self.buf.len() + 1));
+                self.buf.resize(grown, 0);
+            }
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    self.read += n as u64;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// restic's default chunking with the polynomial of the library's own
+    /// tests.
+    fn default_cutting() -> Cutting {
+        Cutting::Rabin {
+            polynom: 0x003D_A335_8B4D_C173,
+            average: 1 << 20,
+            min: 512 * 1024,
+            max: 8 << 20,
+        }
+    }
+
+    /// The chunk boundaries as the library computes them: a byte at a time,
+    /// by the algorithm described at the top of this module.
+    fn reference(data: &[u8], cutting: &Cutting) -> Vec<usize> {
+        let Cutting::Rabin {
+            polynom,
+            average,
+            min,
+            max,
+        } = cutting
+        else {
+            unreachable!()
+        };
+        let mut rabin = Rabin64::new_with_polynom(WINDOW_BITS, polynom);
+        let mask = *average as u64 - 1;
+        let mut cuts = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            if data.len() - start < *min {
+                cuts.push(data.len() - start);
+                break;
+            }
+            let mut len = *min;
+            rabin
+                .reset_and_prefill_window(&mut data[start + min - 64..start + min].iter().copied());
+            while len < *max && rabin.hash & mask != 0 && start + len < data.len() {
+                rabin.slide(data[start + len]);
+                len += 1;
+            }
+            cuts.push(len);
+            start += len;
+        }
+        cuts
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// A reader that hands out at most `step` bytes a call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn cuts(data: &[u8], cutting: &Cutting, step: usize, hint: u64) -> Vec<usize> {
+        let mut chunker = Chunker::new(Trickle(data, step), cutting, hint);
+        let mut cuts = Vec::new();
+        let mut joined = Vec::new();
+        while let Some(chunk) = chunker.next_chunk().expect("read") {
+            cuts.push(chunk.len());
+            joined.extend_from_slice(chunk);
+        }
+        assert_eq!(joined, data, "the chunks are the file");
+        assert_eq!(chunker.read, data.len() as u64);
+        cuts
+    }
+
+    #[test]
+    fn cuts_where_the_byte_at_a_time_algorithm_cuts() {
+        // Smaller sizes than the default, so that many cuts are tested.
+        let cutting = Cutting::Rabin {
+            polynom: 0x3f_ac41_9b2c_3b2b,
+            average: 1 << 12,
+            min: 1 << 11,
+            max: 1 << 14,
+        };
+        let data = noise(3 << 20, 5);
+        let expected = reference(&data, &cutting);
+        assert!(expected.len() > 300, "{}", expected.len());
+        assert!(expected.contains(&(1 << 14)), "a maximum cut");
+        for (step, hint) in [(usize::MAX, 0), (7, 0), (4096, 3 << 20), (100_000, 10)] {
+            assert_eq!(cuts(&data, &cutting, step, hint), expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn default_sizes_and_short_files() {
+        let cutting = default_cutting();
+        let data = noise(20 << 20, 9);
+        let expected = reference(&data, &cutting);
+        assert_eq!(cuts(&data, &cutting, usize::MAX, 20 << 20), expected);
+        assert!(expected.iter().all(|&c| c <= 8 << 20));
+        assert_eq!(cuts(&data[..1000], &cutting, usize::MAX, 1000), [1000]);
+        assert_eq!(cuts(&[], &cutting, usize::MAX, 0), Vec::<usize>::new());
+        // Exactly the minimum: one chunk.
+        assert_eq!(cuts(&data[..512 * 1024], &cutting, 999, 0), [512 * 1024]);
+        // Zeros hash to zero: every chunk ends at the minimum.
+        let zeros = vec![0u8; 17 << 20];
+        assert_eq!(cuts(&zeros, &cutting, usize::MAX, 0), vec![512 * 1024; 34]);
+    }
+
+    #[test]
+    fn fixed_size_pieces() {
+        let data = noise(10_000, 3);
+        assert_eq!(
+            cuts(&data, &Cutting::Fixed(4096), 1000, 0),
+            [4096, 4096, 1808]
+        );
+    }
+}

@@ -12,6 +12,7 @@
 //! the repository library is blocking, so repository work runs on blocking
 //! threads and byte streams cross between the two through bounded channels.
 
+pub mod audit;
 pub mod backup;
 pub mod dump;
 pub mod engine;

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod inventory;
 pub mod plan;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod spec;

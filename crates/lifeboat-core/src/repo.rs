@@ -504,7 +504,31 @@ impl Repo {
         }
     }
 
-    /// Deletes a snapshot (the first pass of a stopped backup).
+    /// Writes a copy of `snapshot` with `tags` added, as a snapshot of its
+    /// own: the same tree and time, another id. The original stays.
+    pub(crate) fn save_tagged_copy(
+        &self,
+        snapshot: &SnapshotInfo,
+        tags: &[String],
+    ) -> Result<SnapshotInfo> {
+        let _one_at_a_time = self
+            .archiving
+            .lock()
+            .map_err(|_| Error::Other("an earlier archive panicked".to_string()))?;
+        self.not_cancelled()
+            .and_then(|()| self.still_locked())
+            .map_err(Error::Other)?;
+        let opened = self.opened()?;
+        let mut file = snapshot.file.clone();
+        for tag in tags {
+            file.tags.add(tag.clone());
+        }
+        let file = crate::archiver::write_snapshot(&opened, &*self.gate, file)?;
+        Ok(snapshot_info(file))
+    }
+
+    /// Deletes a snapshot (the first pass of a stopped backup, a copy
+    /// that lost its purpose).
     pub(crate) fn delete_snapshot(&self, snapshot: &SnapshotInfo) -> Result<()> {
         self.opened()?
             .delete_snapshots(&[snapshot.file.id])

@@ -196,6 +196,26 @@ where
     Ok(snap)
 }
 
+/// Writes `snap` as a new snapshot file (a copy of an existing one with
+/// other tags, say) and returns it with its id.
+pub(crate) fn write_snapshot(
+    repo: &Repository<OpenStatus>,
+    backend: &dyn WriteBackend,
+    mut snap: SnapshotFile,
+) -> Result<SnapshotFile> {
+    let cipher = crate::crypto::cipher(&repo.key());
+    let json = serde_json::to_vec(&snap).map_err(|e| Error::Other(e.to_string()))?;
+    let id = pack::write_file(
+        backend,
+        &cipher,
+        pack::level(repo.config())?,
+        FileType::Snapshot,
+        &json,
+    )?;
+    snap.id = id.into();
+    Ok(snap)
+}
+
 fn seconds_between(from: &Zoned, to: &Zoned) -> f64 {
     to.timestamp()
         .duration_since(from.timestamp())

@@ -5,6 +5,7 @@
 mod backup;
 mod init;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 
@@ -102,6 +103,9 @@ enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot into a volume or directory.
     Restore(restore::RestoreArgs),
+    /// Remove unused volumes whose data a snapshot holds (a dry run
+    /// without --yes).
+    Prune(prune::PruneArgs),
 }
 
 /// How to read or write a volume's files.
@@ -135,6 +139,7 @@ impl Cli {
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::Snapshots(args) => snapshots::run(&self.global, args).await,
             Command::Restore(args) => restore::run(&self.global, args).await,
+            Command::Prune(args) => prune::run(&self.global, args).await,
         }
     }
 }

@@ -17,7 +17,13 @@ use crate::output::{ProgressDisplay, human_bytes};
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
     /// A snapshot id (or a unique prefix of it), or `latest`.
-    snapshot: String,
+    #[arg(required_unless_present = "pruned")]
+    snapshot: Option<String>,
+
+    /// Bring back a volume `lifeboat prune` removed, from the snapshot it
+    /// kept (into a volume of the same name, unless --to says otherwise).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["snapshot", "volume", "into", "image", "database"])]
+    pruned: Option<String>,
 
     /// The volume (name) or bind mount (host path) the snapshot is of.
     #[arg(long, value_name = "NAME")]
@@ -57,6 +63,22 @@ pub(crate) struct RestoreArgs {
 pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
     let engine = super::connect().await?;
     let repo = super::open_repo(global.repo_settings()).await?;
+    let (snapshot, volume) = match (args.pruned, args.snapshot) {
+        (Some(name), _) => {
+            let found = {
+                let repo = repo.clone();
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    lifeboat_core::prune::pruned_snapshot(&repo.snapshots()?, &name)
+                })
+                .await
+                .context("reading snapshots")??
+            };
+            (found.id, Some(name))
+        }
+        (None, Some(snapshot)) => (snapshot, args.volume),
+        (None, None) => anyhow::bail!("name a snapshot, or a pruned volume with --pruned NAME"),
+    };
     let destination = match (args.into, args.image, &args.to) {
         (Some(container), _, _) => Some(DumpDestination::Container(container)),
         (None, Some(image), Some(volume)) => Some(DumpDestination::NewVolume {
@@ -67,8 +89,8 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
     };
     if let Some(destination) = destination {
         let request = DumpRestoreRequest {
-            snapshot: args.snapshot,
-            target: args.volume,
+            snapshot,
+            target: volume,
             destination,
             database: args.database,
             force: args.force,
@@ -81,8 +103,8 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         anyhow::bail!("--database applies to database dumps, restored with --into or --image");
     }
     let request = RestoreRequest {
-        snapshot: args.snapshot,
-        target: args.volume,
+        snapshot,
+        target: volume,
         to: args.to,
         force: args.force,
         writer: args.via.into(),

@@ -14,5 +14,6 @@ mod databases;
 mod hooks;
 mod inventory;
 mod locks;
+mod prune;
 mod roundtrip;
 mod stopping;

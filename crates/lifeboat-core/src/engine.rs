@@ -109,6 +109,34 @@ pub struct EngineContainer {
     pub auto_remove: bool,
 }
 
+/// How a container's process runs: what `audit` needs beyond its mounts.
+/// The engine merges the image's configuration into the container's when
+/// it creates it, so the environment includes the image's (`PG_MAJOR`,
+/// `PGDATA`), and so do the entrypoint and command.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ContainerProcess {
+    /// The user as written (`999`, `999:999`, `postgres`); empty for root.
+    pub user: String,
+    /// Supplementary groups (`--group-add`).
+    pub group_add: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// The id of the image the container was created from (its tag may
+    /// have moved on since).
+    pub image_id: String,
+}
+
+/// What an image declares for the containers made from it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImageConfig {
+    /// The image's `USER`; empty for root.
+    pub user: String,
+    /// The paths declared with `VOLUME`, sorted.
+    pub volumes: Vec<String>,
+}
+
 /// How a helper container mounts the data it streams.
 #[derive(Clone, Debug)]
 pub(crate) enum HelperSource {
@@ -298,6 +326,49 @@ impl Engine {
             .collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(containers)
+    }
+
+    /// How a container's process runs; `None` when the container is gone.
+    pub async fn container_process(&self, container: &str) -> Result<Option<ContainerProcess>> {
+        let c = match self.docker.inspect_container(container, None).await {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => {
+                return Err(Error::engine(
+                    format!("inspecting container {container}"),
+                    e,
+                ));
+            }
+        };
+        let config = c.config.unwrap_or_default();
+        Ok(Some(ContainerProcess {
+            user: config.user.unwrap_or_default(),
+            group_add: c.host_config.and_then(|h| h.group_add).unwrap_or_default(),
+            env: config.env.unwrap_or_default(),
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
+            image_id: c.image.unwrap_or_default(),
+        }))
+    }
+
+    /// What an image declares; `None` when the engine has no such image.
+    pub async fn image_config(&self, image: &str) -> Result<Option<ImageConfig>> {
+        let inspected = match self.docker.inspect_image(image).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(Error::engine(format!("inspecting image {image}"), e)),
+        };
+        let config = inspected.config.unwrap_or_default();
+        let mut volumes: Vec<String> = config.volumes.unwrap_or_default().into_iter().collect();
+        volumes.sort();
+        Ok(Some(ImageConfig {
+            user: config.user.unwrap_or_default(),
+            volumes,
+        }))
     }
 
     /// Makes sure the helper image exists, importing it from an empty root

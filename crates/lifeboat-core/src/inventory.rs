@@ -325,39 +325,68 @@ fn is_anonymous(v: &EngineVolume) -> bool {
 
 /// The name of an image without registry, path, tag or digest:
 /// `registry.example/lib/postgres:15@sha256:...` → `postgres`.
-fn image_base(image: &str) -> String {
+pub(crate) fn image_base(image: &str) -> String {
     let no_digest = image.split('@').next().unwrap_or(image);
     let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
     last.split(':').next().unwrap_or(last).to_ascii_lowercase()
 }
 
-/// What a database container mounts: which database, and whether the
-/// mount is that database's data directory.
-pub(crate) fn database_mount(user: &MountUser) -> Option<(Content, bool)> {
-    let image = image_base(&user.image);
-    let dest = user.destination.trim_end_matches('/');
+/// The database an image runs, recognised by its name alone
+/// (`bitnami/postgresql:15`, `mariadb:11`, `valkey/valkey:8`).
+pub(crate) fn image_database(image: &str) -> Option<Content> {
+    let image = image_base(image);
     if ["postgres", "postgis", "timescaledb", "pgvector"]
         .iter()
         .any(|n| image.contains(n))
     {
-        Some((Content::Postgres, dest.starts_with("/var/lib/postgresql")))
+        Some(Content::Postgres)
     } else if image.contains("mariadb") {
-        Some((Content::Mariadb, dest == "/var/lib/mysql"))
+        Some(Content::Mariadb)
     } else if image.contains("mysql") || image.contains("percona") {
-        Some((Content::Mysql, dest == "/var/lib/mysql"))
+        Some(Content::Mysql)
     } else if ["redis", "valkey", "keydb"]
         .iter()
         .any(|n| image.contains(n))
     {
-        Some((Content::Redis, dest == "/data"))
+        Some(Content::Redis)
     } else if image.contains("mongo") {
-        Some((
-            Content::Mongo,
-            dest == "/data/db" || dest == "/data/configdb",
-        ))
+        Some(Content::Mongo)
     } else {
         None
     }
+}
+
+/// The data directory of a database in its official image, by default.
+/// PostgreSQL's moves with `PGDATA` and, from version 18, with the
+/// version; callers that know the container say so.
+pub(crate) fn data_dir(content: Content) -> Option<&'static str> {
+    match content {
+        Content::Postgres => Some("/var/lib/postgresql/data"),
+        Content::Mariadb | Content::Mysql => Some("/var/lib/mysql"),
+        Content::Redis => Some("/data"),
+        Content::Mongo => Some("/data/db"),
+        Content::Cache | Content::Files => None,
+    }
+}
+
+/// Whether a mount at `destination` holds a database's data: its data
+/// directory, or for PostgreSQL anything under `/var/lib/postgresql` (the
+/// versioned layout of 18 and later included), for MongoDB its
+/// configuration database too.
+pub(crate) fn is_data_mount(content: Content, destination: &str) -> bool {
+    let dest = destination.trim_end_matches('/');
+    match content {
+        Content::Postgres => dest.starts_with("/var/lib/postgresql"),
+        Content::Mongo => dest == "/data/db" || dest == "/data/configdb",
+        other => data_dir(other) == Some(dest),
+    }
+}
+
+/// What a database container mounts: which database, and whether the
+/// mount is that database's data directory.
+pub(crate) fn database_mount(user: &MountUser) -> Option<(Content, bool)> {
+    let content = image_database(&user.image)?;
+    Some((content, is_data_mount(content, &user.destination)))
 }
 
 /// Guesses what a target holds from its files (when readable), the images
@@ -498,20 +527,30 @@ pub fn attach_snapshots(inventory: &mut Inventory, snapshots: &[SnapshotInfo]) {
         }) else {
             continue;
         };
-        let mine: Vec<&SnapshotInfo> = snapshots
-            .iter()
-            .filter(|s| {
-                TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
-                    spec.kind == Some(kind) && spec.name == t.name && spec.is_restore_point()
-                })
-            })
-            .collect();
+        let mine = restore_points(snapshots, kind, &t.name);
         t.snapshot_count = mine.len();
         t.last_snapshot = mine
             .iter()
             .max_by_key(|s| s.epoch_seconds())
             .map(|s| s.time.clone());
     }
+}
+
+/// The snapshots of one volume or bind mount that can be restored: not
+/// the undo copies of restores, not the first passes of stopped backups.
+pub(crate) fn restore_points<'a>(
+    snapshots: &'a [SnapshotInfo],
+    kind: TargetKind,
+    name: &str,
+) -> Vec<&'a SnapshotInfo> {
+    snapshots
+        .iter()
+        .filter(|s| {
+            TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
+                spec.kind == Some(kind) && spec.name == name && spec.is_restore_point()
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub(crate) mod exit {
     pub const REPOSITORY_MISSING: u8 = 5;
     pub const WRONG_PASSWORD: u8 = 6;
     pub const REPOSITORY_LOCKED: u8 = 7;
+    /// `audit --fail-on`: a finding at or above the threshold.
+    pub const FINDINGS: u8 = 8;
     pub const INTERRUPTED: u8 = 130;
 }
 

@@ -61,11 +61,10 @@ impl Table {
     }
 
     pub(crate) fn print(&self) {
-        let escape = |s: &str| s.escape_debug().to_string();
         let rows: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| r.iter().map(|c| escape(c)).collect())
+            .map(|r| r.iter().map(|c| escape_controls(c)).collect())
             .collect();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
@@ -89,6 +88,21 @@ impl Table {
             line(row);
         }
     }
+}
+
+/// A table cell on one line: control characters (a newline or an escape
+/// sequence in a volume's name or label) are shown escaped, everything
+/// else as it is, so that quotes in sentences stay readable.
+fn escape_controls(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len());
+    for c in cell.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Draws a transfer's counters as a bar on a terminal; does nothing
@@ -176,5 +190,13 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn cells_escape_control_characters_only() {
+        assert_eq!(
+            escape_controls("db's \"data\"\n\u{1b}[31m"),
+            "db's \"data\"\\n\\u{1b}[31m"
+        );
     }
 }

@@ -41,7 +41,13 @@ pub struct ComposeOptions {
 
 /// Reads the compose file at `path`.
 pub fn load(path: &Path, options: &ComposeOptions) -> Result<Stack> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        // A file that is not there was mistyped: bad input, not a failure.
+        std::io::ErrorKind::NotFound => {
+            Error::BadRequest(format!("{}: no such compose file", path.display()))
+        }
+        _ => Error::io(path, e),
+    })?;
     parse(&text, path, options)
 }
 

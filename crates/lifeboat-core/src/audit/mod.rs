@@ -3,18 +3,21 @@
 //!
 //! Both sources are first turned into one plain description, a [`Stack`]
 //! of services, their mounts and the volumes they use: [`compose`] reads a
-//! compose file without any engine, and the engine side fills the same
+//! compose file without any engine, and [`engine_stack`] fills the same
 //! model from the inventory ([`Stack::from_inventory`]) plus what only the
 //! engine knows (image configuration, owners of mount roots, `PG_VERSION`,
 //! backup state). The rules ([`mod@rules`]) then look at the stack alone, so
 //! every rule is tested on hand-built stacks and compose fixtures.
 //!
-//! This module never prints, never talks to the engine and never reads the
-//! clock: the caller passes the time in. It returns [`Finding`]s and
+//! Apart from [`engine_stack`], which asks the engine through
+//! [`crate::engine`], this module never talks to the engine; it never
+//! prints, never opens the repository (the caller passes its snapshots)
+//! and never reads the clock: the caller passes the time in. It returns [`Finding`]s and
 //! renders them as SARIF ([`sarif`]); tables and exit codes are the
 //! binary's job, with [`by_severity`] and [`fail_on`] to help.
 
 pub mod compose;
+mod engine;
 #[cfg(test)]
 mod fixture_tests;
 mod lines;
@@ -31,6 +34,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+pub use engine::engine_stack;
 pub use model::{BackupState, Mount, MountType, Origin, Owner, Service, Stack, VolumeDecl};
 pub use rules::{Rule, rule, rules};
 

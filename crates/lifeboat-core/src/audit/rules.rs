@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::model::{Mount, MountType, Origin, Owner, Service, Stack, VolumeDecl};
 use super::{Finding, Severity};
-use crate::inventory::{Content, MountUser, database_mount};
+use crate::inventory::{self, Content};
 
 /// A rule of the audit.
 #[derive(Clone, Debug, Serialize)]
@@ -321,26 +321,12 @@ the volume), the host and `lifeboat ls`; restore it from a snapshot with
 ];
 
 /// What a database keeps its data in.
-struct DatabaseData<'a> {
-    content: Content,
+pub(super) struct DatabaseData<'a> {
+    pub(super) content: Content,
     /// The data directory inside the container.
-    dir: String,
+    pub(super) dir: String,
     /// The mount that holds it, if any.
-    mount: Option<&'a Mount>,
-}
-
-/// A probe for the inventory's knowledge of database images: the image
-/// mounting something at `destination`.
-fn probe(image: &str, destination: &str) -> MountUser {
-    MountUser {
-        container: String::new(),
-        image: image.to_string(),
-        running: true,
-        read_write: true,
-        destination: destination.to_string(),
-        compose_project: None,
-        compose_service: None,
-    }
+    pub(super) mount: Option<&'a Mount>,
 }
 
 /// The database a service runs as a server: its image as the inventory
@@ -348,8 +334,8 @@ fn probe(image: &str, destination: &str) -> MountUser {
 /// service runs the image's client instead of its server.
 fn database(service: &Service) -> Option<Content> {
     let image = service.image.as_deref()?;
-    let (content, _) = database_mount(&probe(image, "/"))?;
-    let tool = image_name(image)
+    let content = inventory::image_database(image)?;
+    let tool = inventory::image_base(image)
         .split(['-', '_', '.'])
         .any(|word| TOOL_WORDS.contains(&word));
     (!tool && !runs_client(service)).then_some(content)
@@ -414,24 +400,14 @@ fn runs_client(service: &Service) -> bool {
         .any(|word| CLIENT_PROGRAMS.contains(&file_name(Path::new(word))))
 }
 
-/// The name of an image without registry, path, tag or digest:
-/// `registry:5000/lib/postgres:16@sha256:...` is `postgres`. (The
-/// inventory has the same helper, private to it.)
-fn image_name(image: &str) -> String {
-    let no_digest = image.split('@').next().unwrap_or(image);
-    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
-    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
-}
-
 /// Where a database service keeps data that matters, and on what. `None`
 /// for services that are no database, and for a Redis that keeps nothing
 /// on disk (`--save ""` without an append-only file): a cache.
-fn database_data(service: &Service) -> Option<DatabaseData<'_>> {
+pub(super) fn database_data(service: &Service) -> Option<DatabaseData<'_>> {
     let content = database(service)?;
     if content == Content::Redis && redis_keeps_nothing(service) {
         return None;
     }
-    let image = service.image.as_deref()?;
     let custom_dir = pgdata(service).is_some();
     let dir = data_dir(service, content)?;
     let covering = service
@@ -447,7 +423,7 @@ fn database_data(service: &Service) -> Option<DatabaseData<'_>> {
         service.mounts.iter().find(|m| {
             !custom_dir
                 && m.kind != MountType::Npipe
-                && database_mount(&probe(image, &m.target)).is_some_and(|(_, data)| data)
+                && inventory::is_data_mount(content, &m.target)
         })
     };
     Some(DatabaseData {
@@ -465,25 +441,20 @@ fn pgdata(service: &Service) -> Option<&str> {
         .filter(|d| !d.is_empty())
 }
 
-/// The data directory of a database, with the official images' defaults.
-///
-/// The inventory recognises a data directory when given a mount's
-/// destination, but it does not name the directory, which a finding about
-/// a missing mount must do: so the defaults are listed here.
+/// The data directory of a database service: the inventory's default for
+/// its database, moved by `PGDATA`, and for PostgreSQL 18 and later by
+/// the major version (`/var/lib/postgresql/18/docker`).
 fn data_dir(service: &Service, content: Content) -> Option<String> {
-    match content {
-        Content::Postgres => Some(match (pgdata(service), postgres_major(service)) {
-            (Some(dir), _) => dir.to_string(),
+    if content == Content::Postgres {
+        match (pgdata(service), postgres_major(service)) {
+            (Some(dir), _) => return Some(dir.to_string()),
             (None, Some(major)) if major.parse::<u32>().is_ok_and(|m| m >= 18) => {
-                format!("/var/lib/postgresql/{major}/docker")
+                return Some(format!("/var/lib/postgresql/{major}/docker"));
             }
-            (None, _) => "/var/lib/postgresql/data".to_string(),
-        }),
-        Content::Mariadb | Content::Mysql => Some("/var/lib/mysql".to_string()),
-        Content::Redis => Some("/data".to_string()),
-        Content::Mongo => Some("/data/db".to_string()),
-        Content::Cache | Content::Files => None,
+            (None, _) => {}
+        }
     }
+    inventory::data_dir(content).map(String::from)
 }
 
 /// Whether a Redis runs with snapshots off (`--save ""`) and no

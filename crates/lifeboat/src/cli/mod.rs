@@ -2,6 +2,7 @@
 //! command's `run` turns its flags into a plain request and hands it to the
 //! library; it prints results, never errors (main does that once).
 
+mod audit;
 mod backup;
 mod init;
 mod ls;
@@ -27,6 +28,7 @@ Exit codes:
   5  no repository at the given location (run `lifeboat init`)
   6  wrong or missing repository password
   7  the repository is locked by another process
+  8  audit: a finding at or above --fail-on
   130 interrupted (SIGINT/SIGTERM); stopped containers were started again
 
 Environment:
@@ -95,6 +97,8 @@ pub(crate) struct Global {
 enum Command {
     /// List every volume, bind mount and tmpfs mount of the engine.
     Ls(ls::LsArgs),
+    /// Find persistence mistakes on the engine or in a compose file.
+    Audit(audit::AuditArgs),
     /// Create a repository.
     Init(init::InitArgs),
     /// Back up volumes and bind mounts, one snapshot each.
@@ -135,6 +139,7 @@ impl Cli {
         recover_first(&self.global).await;
         match self.command {
             Command::Ls(args) => ls::run(&self.global, args).await,
+            Command::Audit(args) => audit::run(&self.global, args).await,
             Command::Init(args) => init::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::Snapshots(args) => snapshots::run(&self.global, args).await,

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod binds;
 mod databases;

@@ -284,7 +284,8 @@ impl Engine {
         Ok(volume_from_model(v))
     }
 
-    /// Removes a volume (used to undo a volume lifeboat itself created).
+    /// Removes a volume (one lifeboat created and must undo, or one
+    /// pruned); the engine refuses one a container uses.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         self.docker
             .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)

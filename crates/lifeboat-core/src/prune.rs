@@ -159,17 +159,22 @@ fn candidate(target: &Target, snapshots: &[SnapshotInfo]) -> Candidate {
             }
         });
     let last_snapshot = newest_file_snapshot(snapshots, &target.name);
-    let protected = target
-        .labels
-        .get(PROTECT_LABEL)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    // Any value but an explicit no protects: a typo must not unprotect.
+    let protected = target.labels.get(PROTECT_LABEL).is_some_and(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "false" | "0" | "no"
+        )
+    });
     let state = if protected {
         State::Protected
     } else {
         match (&last_snapshot, &scan) {
             (None, _) => State::NoBackup,
             (Some(_), None) => State::ChangeUnknown,
-            (Some(s), Some(scan)) if s.epoch_seconds() > scan.last_change => State::BackedUp,
+            // A whole second apart at least: status-change times come
+            // from a coarser clock than the snapshot's.
+            (Some(s), Some(scan)) if s.epoch_seconds() > scan.last_change + 1 => State::BackedUp,
             (Some(_), Some(_)) => State::ChangedSinceBackup,
         }
     };
@@ -233,21 +238,9 @@ async fn prune_one(
     let kept = match c.state {
         State::Protected => return Err(format!("labelled {PROTECT_LABEL}=true")),
         State::BackedUp => {
-            // Nothing may have changed since the listing.
-            let Some(path) = c.target.host_path.clone() else {
-                return Err("its host path is gone".to_string());
-            };
-            let again = blocking(move || rescan(&path))
-                .await
-                .map_err(|e| format!("reading it again: {e}"))?;
             let Some(snapshot) = c.last_snapshot.clone() else {
                 return Err("no snapshot".to_string());
             };
-            if Some(again.last_change) != c.last_change_epoch
-                || snapshot.epoch_seconds() <= again.last_change
-            {
-                return Err("it changed while pruning; run prune again".to_string());
-            }
             let repo = repo.clone();
             blocking(move || repo.save_tagged_copy(&snapshot, &[PRUNED_TAG.to_string(), stamp]))
                 .await
@@ -258,25 +251,10 @@ async fn prune_one(
             let result =
                 backup_target(engine, repo, &c.target, options.reader, &tags, progress).await;
             match (result.snapshot, result.error) {
+                (Some(snapshot), None) if result.vanished.is_empty() => snapshot,
                 (Some(snapshot), None) => {
-                    // Unchanged from before the backup until now, or the
-                    // snapshot may miss what changed.
-                    let changed = if !result.vanished.is_empty() {
-                        true
-                    } else if let (Some(before), Some(path)) =
-                        (c.last_change_epoch, c.target.host_path.clone())
-                    {
-                        blocking(move || rescan(&path))
-                            .await
-                            .map_or(true, |after| after.last_change != before)
-                    } else {
-                        false
-                    };
-                    if changed {
-                        forget(repo, &snapshot, &c.name).await;
-                        return Err("it changed while it was backed up; run prune again".into());
-                    }
-                    snapshot
+                    forget(repo, &snapshot, &c.name).await;
+                    return Err("files vanished while it was backed up; run prune again".into());
                 }
                 (_, error) => {
                     return Err(format!(
@@ -294,15 +272,32 @@ async fn prune_one(
             ));
         }
     };
+    // Last: nothing may have changed since the snapshot began, up to now.
+    if let Some(path) = c.last_change_epoch.and(c.target.host_path.clone()) {
+        let unchanged = blocking(move || rescan(&path))
+            .await
+            .is_ok_and(|after| kept.epoch_seconds() > after.last_change + 1);
+        if !unchanged {
+            forget(repo, &kept, &c.name).await;
+            return Err(format!(
+                "it changed after snapshot {} began; run prune again",
+                kept.short_id
+            ));
+        }
+    }
     if let Err(e) = engine.remove_volume(&c.name).await {
-        forget(repo, &kept, &c.name).await;
-        return Err(format!("removing it: {e}"));
+        // The snapshot stays: a removal that failed half-way may have
+        // taken data with it.
+        return Err(format!(
+            "removing it: {e}; snapshot {} (tagged {PRUNED_TAG}) holds its data",
+            kept.short_id
+        ));
     }
     Ok(kept)
 }
 
-/// Deletes a snapshot tagged `pruned` for a volume that stays: it would
-/// only mislead `restore --pruned`.
+/// Deletes a snapshot tagged `pruned` for a volume that stays untouched:
+/// it would only mislead `restore --pruned`.
 async fn forget(repo: &Repo, snapshot: &SnapshotInfo, name: &str) {
     let repo = repo.clone();
     let copy = snapshot.clone();
@@ -333,9 +328,14 @@ pub fn pruned_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Result<Snapsho
         })
 }
 
+/// The newest snapshot of the volume's files taken on this host: a volume
+/// of the same name elsewhere, backed up into a shared repository, holds
+/// other data.
 fn newest_file_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Option<SnapshotInfo> {
+    let this_host = crate::host::hostname();
     snapshots
         .iter()
+        .filter(|s| s.hostname == this_host)
         .filter(|s| {
             TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
                 spec.kind == Some(TargetKind::Volume)

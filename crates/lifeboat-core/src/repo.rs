@@ -523,6 +523,9 @@ impl Repo {
         for tag in tags {
             file.tags.add(tag.clone());
         }
+        // A copy names what it was copied from, as restic's do.
+        file.original = Some(file.original.unwrap_or(file.id));
+        file.id = Default::default();
         let file = crate::archiver::write_snapshot(&opened, &*self.gate, file)?;
         Ok(snapshot_info(file))
     }

@@ -542,11 +542,48 @@ fn volume_suggestion(stack: &Stack, service: &Service, dir: &str) -> String {
     }
 }
 
+/// Namespaces whose database images keep data where the official ones
+/// do, being built on them.
+const BUILT_ON_OFFICIAL: &[&str] = &["postgis", "timescale", "pgvector", "valkey"];
+
+/// Whether a service's data directory is known rather than guessed: set by
+/// `PGDATA`, or the image is an official one (or built on one). Images of
+/// other publishers (`bitnami/postgresql` keeps data in
+/// /bitnami/postgresql, `linuxserver/mariadb` in /config) are recognised
+/// as databases, but where their data lives is not known here.
+fn known_layout(service: &Service) -> bool {
+    if pgdata(service).is_some() {
+        return true;
+    }
+    let Some(image) = service.image.as_deref() else {
+        return false;
+    };
+    let name = image.split('@').next().unwrap_or(image);
+    let name = name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(name, |(name, _)| name);
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1
+        && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
+    {
+        parts.remove(0);
+    }
+    match parts.as_slice() {
+        [_] | ["library", _] => true,
+        [namespace, _] => BUILT_ON_OFFICIAL.contains(namespace),
+        _ => false,
+    }
+}
+
 fn database_data_not_mounted(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
     stack
         .services
         .iter()
         .filter_map(|s| {
+            if !known_layout(s) {
+                return None;
+            }
             let data = database_data(s)?;
             if data.mount.is_some() || image_declares(s, &data.dir) == Some(true) {
                 return None;
@@ -1211,6 +1248,64 @@ fn external_volume_missing(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    fn service(image: &str) -> Service {
+        Service::new("db", image)
+    }
+
+    #[test]
+    fn only_official_layouts_count_as_known() {
+        for image in [
+            "postgres:16",
+            "docker.io/library/postgres:16-alpine",
+            "localhost:5000/mariadb",
+            "postgis/postgis:16-3.4",
+            "redis@sha256:0123",
+        ] {
+            assert!(known_layout(&service(image)), "{image}");
+        }
+        for image in [
+            "bitnami/postgresql:15",
+            "docker.io/bitnami/redis:7",
+            "lscr.io/linuxserver/mariadb",
+            "ghcr.io/org/team/postgres:15",
+        ] {
+            assert!(!known_layout(&service(image)), "{image}");
+        }
+        let mut moved = service("bitnami/postgresql:15");
+        moved
+            .environment
+            .insert("PGDATA".into(), "/bitnami/postgresql/data".into());
+        assert!(known_layout(&moved));
+    }
+
+    #[test]
+    fn a_bitnami_database_on_its_own_volume_is_not_in_the_writable_layer() {
+        let mut stack = Stack::new(Origin::Engine {
+            host: "unix:///var/run/docker.sock".into(),
+        });
+        let mut db = service("bitnami/postgresql:15");
+        db.mounts.push({
+            let mut m = Mount::new(MountType::Volume, "/bitnami/postgresql");
+            m.source = Some("pg".into());
+            m
+        });
+        stack.services.push(db);
+        let rule = rule("LB001").expect("LB001");
+        assert!(rule.check(&stack, 0).is_empty());
+        stack.services[0].image = Some("postgres:15".into());
+        stack.services[0].mounts.clear();
+        assert_eq!(
+            rule.check(&stack, 0).len(),
+            1,
+            "the official image is still judged"
+        );
+    }
 }
 
 #[cfg(test)]

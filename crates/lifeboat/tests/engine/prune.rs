@@ -51,12 +51,12 @@ fn prune_removes_only_what_a_snapshot_holds_and_brings_it_back_whole() {
         false,
     );
     let original = listing(&env, &saved, Times::Exact);
-    // A snapshot must be newer than the last change by a whole second.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // A snapshot must be newer than the last change by over a second.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     for v in [&saved, &changed, &protected] {
         env.lifeboat(&["backup", v, "--via", "host"]).ok();
     }
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     fill(&env, &changed, "echo more >> /v/b");
 
     // Naming a volume a container mounts is refused, whatever it holds.
@@ -119,6 +119,8 @@ fn prune_removes_only_what_a_snapshot_holds_and_brings_it_back_whole() {
 
     // Backing up first takes the rest, except what is protected.
     let unsaved_listing = listing(&env, &unsaved, Times::Exact);
+    let changed_listing = listing(&env, &changed, Times::Exact);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let mut first = yes.clone();
     first.push("--backup-first");
     first.retain(|a| *a != saved.as_str());
@@ -127,6 +129,9 @@ fn prune_removes_only_what_a_snapshot_holds_and_brings_it_back_whole() {
     assert!(exists(&protected), "a protected volume was removed");
     env.lifeboat(&["restore", "--pruned", &unsaved]).ok();
     assert_eq!(listing(&env, &unsaved, Times::Exact), unsaved_listing);
+    // With what was written after its earlier backup.
+    env.lifeboat(&["restore", "--pruned", &changed]).ok();
+    assert_eq!(listing(&env, &changed, Times::Exact), changed_listing);
     restic(&env.repo(), &env.password, &["check"]).ok();
 }
 

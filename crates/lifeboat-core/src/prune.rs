@@ -333,16 +333,11 @@ pub fn pruned_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Result<Snapsho
 /// other data.
 fn newest_file_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Option<SnapshotInfo> {
     let this_host = crate::host::hostname();
-    snapshots
-        .iter()
+    crate::inventory::restore_points(snapshots, TargetKind::Volume, name)
+        .into_iter()
         .filter(|s| s.hostname == this_host)
         .filter(|s| {
-            TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
-                spec.kind == Some(TargetKind::Volume)
-                    && spec.name == name
-                    && spec.is_restore_point()
-                    && spec.extra("database").is_none()
-            })
+            TargetSpec::from_tags(&s.tags).is_some_and(|spec| spec.extra("database").is_none())
         })
         .max_by_key(|s| s.epoch_seconds())
         .cloned()
@@ -387,10 +382,7 @@ fn scan(root: &Path) -> std::io::Result<Scan> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    rustic_core::jiff::Timestamp::now().as_second()
 }
 
 fn rfc3339(epoch: i64) -> String {

@@ -184,16 +184,7 @@ where
     summary.backup_end = ended.clone();
     summary.backup_duration = seconds_between(&started, &ended);
     summary.total_duration = seconds_between(&snap.time, &ended);
-    let json = serde_json::to_vec(&snap).map_err(|e| Error::Other(e.to_string()))?;
-    let id = pack::write_file(
-        &*backend,
-        &cipher,
-        pack::level(&config)?,
-        FileType::Snapshot,
-        &json,
-    )?;
-    snap.id = id.into();
-    Ok(snap)
+    write_snapshot(repo, &*backend, snap)
 }
 
 /// Writes `snap` as a new snapshot file (a copy of an existing one with

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use lifeboat_core::inventory::{self, InventoryOptions};
 use lifeboat_core::progress::TransferProgress;
-use lifeboat_core::prune::{self, Candidate, PruneOptions, State};
+use lifeboat_core::prune::{self, Candidate, PruneOptions};
 
 use super::{Global, Via};
 use crate::output::{ProgressDisplay, Table, human_bytes};
@@ -149,10 +149,10 @@ fn print_candidates(
             (Some(bytes), Some(files)) => format!("{} ({files} files)", human_bytes(bytes)),
             _ => "?".to_string(),
         };
-        let action = match c.state {
-            State::Protected => "keep",
-            _ if c.removable(options) => "remove",
-            _ => "keep",
+        let action = if c.removable(options) {
+            "remove"
+        } else {
+            "keep"
         };
         let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         table.row(vec![

@@ -25,6 +25,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::tmpfs::TmpfsSize;
 
 /// The socket lifeboat tries when `DOCKER_HOST` is not set.
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -88,7 +89,7 @@ pub struct ContainerMount {
     pub destination: String,
     pub read_write: bool,
     /// The size limit of a tmpfs mount, when one is set.
-    pub tmpfs_size: Option<i64>,
+    pub tmpfs_size: Option<TmpfsSize>,
 }
 
 /// A container, running or not, with what it mounts.
@@ -231,6 +232,31 @@ impl Engine {
             .await
             .map_err(|e| Error::engine("reading the engine's information", e))?;
         Ok(info.docker_root_dir.filter(|d| !d.is_empty()))
+    }
+
+    /// How the engine maps its containers' users to the host's, when it
+    /// does: `"user namespace remapping"` (`userns-remap`) or `"rootless
+    /// mode"`. Then a container's uid 999 is not the host's uid 999.
+    pub(crate) async fn user_remapping(&self) -> Result<Option<&'static str>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| Error::engine("reading the engine's information", e))?;
+        // Entries read `name=userns` or `name=seccomp,profile=default`.
+        let has = |wanted: &str| {
+            info.security_options.iter().flatten().any(|o| {
+                o.split(',')
+                    .any(|part| part.strip_prefix("name=") == Some(wanted))
+            })
+        };
+        Ok(if has("rootless") {
+            Some("rootless mode")
+        } else if has("userns") {
+            Some("user namespace remapping")
+        } else {
+            None
+        })
     }
 
     /// Every named volume of the engine.
@@ -946,7 +972,13 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
     // Sizes of tmpfs mounts made with `--mount type=tmpfs`.
     for m in host_config.mounts.iter().flatten() {
         if m.typ == Some(MountType::TMPFS) {
-            let size = m.tmpfs_options.as_ref().and_then(|o| o.size_bytes);
+            let size = m
+                .tmpfs_options
+                .as_ref()
+                .and_then(|o| o.size_bytes)
+                .and_then(|bytes| u64::try_from(bytes).ok())
+                .filter(|&bytes| bytes > 0)
+                .map(TmpfsSize::Bytes);
             let target = m.target.clone().unwrap_or_default();
             match mounts.iter_mut().find(|x| x.destination == target) {
                 Some(existing) => existing.tmpfs_size = size,
@@ -972,7 +1004,11 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
             source: None,
             destination: path.clone(),
             read_write: !options.split(',').any(|o| o == "ro"),
-            tmpfs_size: tmpfs_size_option(options),
+            // The kernel also takes forms read here as no size (hex, say).
+            tmpfs_size: TmpfsSize::from_options(options).unwrap_or_else(|e| {
+                tracing::debug!("the tmpfs at {path}: {e}");
+                None
+            }),
         });
     }
     mounts.sort_by(|a, b| a.destination.cmp(&b.destination));
@@ -1011,28 +1047,6 @@ fn container_from_model(c: bollard::models::ContainerInspectResponse) -> EngineC
     }
 }
 
-/// Parses the `size=` option of a `--tmpfs` mount (`64m`, `1g`, `65536`).
-fn tmpfs_size_option(options: &str) -> Option<i64> {
-    let value = options
-        .split(',')
-        .find_map(|o| o.strip_prefix("size="))?
-        .trim();
-    let (digits, unit) = value.split_at(
-        value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len()),
-    );
-    let n: i64 = digits.parse().ok()?;
-    let factor = match unit.to_ascii_lowercase().as_str() {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
 /// The innermost message of an engine error: "connection refused" says more
 /// than "error trying to connect".
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -1041,19 +1055,4 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tmpfs_sizes_parse_with_units() {
-        assert_eq!(tmpfs_size_option("rw,size=64m"), Some(64 << 20));
-        assert_eq!(tmpfs_size_option("size=1g,mode=1777"), Some(1 << 30));
-        assert_eq!(tmpfs_size_option("size=512k"), Some(512 << 10));
-        assert_eq!(tmpfs_size_option("size=65536"), Some(65536));
-        assert_eq!(tmpfs_size_option("mode=1777"), None);
-        assert_eq!(tmpfs_size_option("size=12x"), None);
-    }
 }

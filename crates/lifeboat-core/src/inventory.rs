@@ -17,6 +17,7 @@ use crate::engine::{Engine, EngineContainer, EngineVolume, MountKind};
 use crate::error::Result;
 use crate::repo::SnapshotInfo;
 use crate::spec::{TargetKind, TargetSpec};
+use crate::tmpfs::TmpfsSize;
 
 /// Bind-mount sources that are parts of the host, not data of containers:
 /// `backup --all` leaves them out.
@@ -68,7 +69,7 @@ pub struct Target {
     pub holds: Content,
     pub size: Size,
     /// The size limit of a tmpfs mount.
-    pub tmpfs_limit: Option<i64>,
+    pub tmpfs_limit: Option<TmpfsSize>,
     /// The time of the newest snapshot of this target, `None` for never.
     pub last_snapshot: Option<String>,
     pub snapshot_count: usize,
@@ -536,19 +537,32 @@ pub fn attach_snapshots(inventory: &mut Inventory, snapshots: &[SnapshotInfo]) {
     }
 }
 
-/// The snapshots of one volume or bind mount that can be restored: not
-/// the undo copies of restores, not the first passes of stopped backups.
+/// The snapshots of one volume or bind mount that can be restored, taken
+/// on this host: not the undo copies of restores, not the first passes of
+/// stopped backups, and not a volume of the same name on another host,
+/// backed up into a shared repository, which holds other data.
 pub(crate) fn restore_points<'a>(
     snapshots: &'a [SnapshotInfo],
     kind: TargetKind,
     name: &str,
 ) -> Vec<&'a SnapshotInfo> {
+    restore_points_of(snapshots, kind, name, &crate::host::hostname())
+}
+
+/// [`restore_points`] of the host named `host`.
+fn restore_points_of<'a>(
+    snapshots: &'a [SnapshotInfo],
+    kind: TargetKind,
+    name: &str,
+    host: &str,
+) -> Vec<&'a SnapshotInfo> {
     snapshots
         .iter()
         .filter(|s| {
-            TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
-                spec.kind == Some(kind) && spec.name == name && spec.is_restore_point()
-            })
+            s.hostname == host
+                && TargetSpec::from_tags(&s.tags).is_some_and(|spec| {
+                    spec.kind == Some(kind) && spec.name == name && spec.is_restore_point()
+                })
         })
         .collect()
 }
@@ -697,7 +711,7 @@ mod tests {
                         source: None,
                         destination: "/run".into(),
                         read_write: true,
-                        tmpfs_size: Some(64 << 20),
+                        tmpfs_size: Some(TmpfsSize::Bytes(64 << 20)),
                     },
                 ],
             )],
@@ -706,7 +720,7 @@ mod tests {
         assert_eq!(targets[0].kind, MountKind::Bind);
         assert_eq!(targets[0].name, "/srv/www");
         assert_eq!(targets[1].name, "web:/run");
-        assert_eq!(targets[1].tmpfs_limit, Some(64 << 20));
+        assert_eq!(targets[1].tmpfs_limit, Some(TmpfsSize::Bytes(64 << 20)));
         assert!(targets[1].spec().is_none());
     }
 

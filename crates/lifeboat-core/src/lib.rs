@@ -26,6 +26,7 @@ pub mod repo;
 pub mod restore;
 pub mod spec;
 pub mod stop;
+pub mod tmpfs;
 
 mod archiver;
 mod crypto;

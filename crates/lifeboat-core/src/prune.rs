@@ -310,32 +310,45 @@ async fn forget(repo: &Repo, snapshot: &SnapshotInfo, name: &str) {
 }
 
 /// The snapshot `restore --pruned NAME` restores: the newest one kept
-/// when a volume of that name was pruned.
+/// when a volume of that name was pruned on this host. One pruned on
+/// another host is named in the error, to be restored by its id.
 pub fn pruned_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Result<SnapshotInfo> {
-    snapshots
+    pruned_snapshot_of(snapshots, name, &crate::host::hostname())
+}
+
+fn pruned_snapshot_of(snapshots: &[SnapshotInfo], name: &str, host: &str) -> Result<SnapshotInfo> {
+    let pruned: Vec<&SnapshotInfo> = snapshots
         .iter()
         .filter(|s| s.tags.iter().any(|t| t == PRUNED_TAG))
         .filter(|s| {
             TargetSpec::from_tags(&s.tags)
                 .is_some_and(|spec| spec.kind == Some(TargetKind::Volume) && spec.name == name)
         })
-        .max_by_key(|s| s.epoch_seconds())
-        .cloned()
-        .ok_or_else(|| {
-            Error::BadRequest(format!(
-                "no snapshot of a pruned volume {name} in the repository"
-            ))
-        })
+        .collect();
+    let newest = |here: bool| {
+        pruned
+            .iter()
+            .filter(|s| (s.hostname == host) == here)
+            .max_by_key(|s| s.epoch_seconds())
+    };
+    if let Some(snapshot) = newest(true) {
+        return Ok((*snapshot).clone());
+    }
+    Err(Error::BadRequest(match newest(false) {
+        Some(elsewhere) => format!(
+            "no volume {name} was pruned on this host ({host}); one was on {}: restore that snapshot by its id, `lifeboat restore {} --volume {name}`",
+            elsewhere.hostname, elsewhere.short_id
+        ),
+        None => format!("no snapshot of a pruned volume {name} in the repository"),
+    }))
 }
 
 /// The newest snapshot of the volume's files taken on this host: a volume
 /// of the same name elsewhere, backed up into a shared repository, holds
 /// other data.
 fn newest_file_snapshot(snapshots: &[SnapshotInfo], name: &str) -> Option<SnapshotInfo> {
-    let this_host = crate::host::hostname();
     crate::inventory::restore_points(snapshots, TargetKind::Volume, name)
         .into_iter()
-        .filter(|s| s.hostname == this_host)
         .filter(|s| {
             TargetSpec::from_tags(&s.tags).is_some_and(|spec| spec.extra("database").is_none())
         })
@@ -400,6 +413,80 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY1: &str = "2026-01-01T00:00:00+00:00[UTC]";
+    const DAY2: &str = "2026-01-02T00:00:00+00:00[UTC]";
+    const DAY3: &str = "2026-01-03T00:00:00+00:00[UTC]";
+    const DAY4: &str = "2026-01-04T00:00:00+00:00[UTC]";
+
+    #[test]
+    fn only_this_hosts_file_snapshots_vouch_for_a_volume() {
+        let here = crate::host::hostname();
+        let snaps = [
+            SnapshotInfo::example("11111111", &here, &["lifeboat", "volume=data"], DAY1),
+            // Newer, but none of them holds this host's files as they are.
+            SnapshotInfo::example(
+                "22222222",
+                &here,
+                &["lifeboat", "volume=data", "prepass"],
+                DAY2,
+            ),
+            SnapshotInfo::example(
+                "33333333",
+                &here,
+                &["lifeboat", "volume=data", "pre-restore"],
+                DAY2,
+            ),
+            SnapshotInfo::example(
+                "44444444",
+                &here,
+                &["lifeboat", "volume=data", "database=postgres"],
+                DAY3,
+            ),
+            SnapshotInfo::example(
+                "55555555",
+                "another-host",
+                &["lifeboat", "volume=data"],
+                DAY4,
+            ),
+            SnapshotInfo::example("66666666", &here, &["lifeboat", "volume=other"], DAY4),
+            SnapshotInfo::example("77777777", &here, &["volume=data"], DAY4),
+        ];
+        let newest = newest_file_snapshot(&snaps, "data").map(|s| s.id);
+        assert_eq!(newest.as_deref(), Some("11111111"));
+        assert!(newest_file_snapshot(&snaps[1..], "data").is_none());
+    }
+
+    #[test]
+    fn restore_pruned_takes_this_hosts_newest_and_names_the_others() -> Result<()> {
+        let pruned = |id: &str, host: &str, time: &str| {
+            SnapshotInfo::example(id, host, &["lifeboat", "volume=data", PRUNED_TAG], time)
+        };
+        let snaps = [
+            pruned("aaaaaaaa", "here", DAY1),
+            pruned("bbbbbbbb", "here", DAY2),
+            pruned("cccccccc", "there", DAY3),
+            SnapshotInfo::example("dddddddd", "here", &["lifeboat", "volume=data"], DAY4),
+        ];
+        assert_eq!(pruned_snapshot_of(&snaps, "data", "here")?.id, "bbbbbbbb");
+        let elsewhere = pruned_snapshot_of(&snaps, "data", "new-host")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            elsewhere.contains("one was on there")
+                && elsewhere.contains("`lifeboat restore cccccccc --volume data`"),
+            "{elsewhere}"
+        );
+        let none = pruned_snapshot_of(&snaps, "other", "here")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            none.as_deref(),
+            Some("no snapshot of a pruned volume other in the repository")
+        );
+        Ok(())
+    }
 
     #[test]
     fn the_last_change_is_the_newest_of_any_entry() -> std::io::Result<()> {

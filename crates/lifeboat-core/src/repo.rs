@@ -80,6 +80,28 @@ impl SnapshotInfo {
     pub fn epoch_seconds(&self) -> i64 {
         self.file.time.timestamp().as_second()
     }
+
+    /// A snapshot as the repository lists one, for tests of what picks
+    /// among them; `time` as `2026-01-01T00:00:00+00:00[UTC]`.
+    #[cfg(test)]
+    pub(crate) fn example(id: &str, hostname: &str, tags: &[&str], time: &str) -> Self {
+        let file = SnapshotFile {
+            time: time.parse().expect("a time"),
+            ..Default::default()
+        };
+        Self {
+            id: id.into(),
+            short_id: id[..8.min(id.len())].into(),
+            time: time.into(),
+            hostname: hostname.into(),
+            paths: vec![],
+            tags: tags.iter().map(|t| (*t).to_string()).collect(),
+            files: None,
+            bytes: None,
+            description: None,
+            file,
+        }
+    }
 }
 
 /// Totals of a restore.

@@ -992,22 +992,7 @@ mod tests {
     use super::*;
 
     fn snap(id: &str, tags: &[&str], time: &str) -> SnapshotInfo {
-        let file = rustic_core::repofile::SnapshotFile {
-            time: time.parse().expect("time"),
-            ..Default::default()
-        };
-        SnapshotInfo {
-            id: id.into(),
-            short_id: id[..8.min(id.len())].into(),
-            time: time.into(),
-            hostname: "h".into(),
-            paths: vec![],
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            files: None,
-            bytes: None,
-            description: None,
-            file,
-        }
+        SnapshotInfo::example(id, "h", tags, time)
     }
 
     #[test]

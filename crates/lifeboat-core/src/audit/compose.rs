@@ -22,8 +22,10 @@ use serde_norway::{Mapping, Value};
 
 use super::lines::Outline;
 use super::model::{Mount, MountType, Origin, Service, Stack, VolumeDecl};
+use super::rules;
 use super::variables::{Interpolator, read_dotenv};
 use crate::error::{Error, Result};
+use crate::tmpfs::TmpfsSize;
 
 /// What a compose file is read with, besides its text.
 #[derive(Clone, Debug, Default)]
@@ -404,6 +406,9 @@ impl<'a> Reader<'a> {
             line,
         };
         service.mounts = self.mounts(name, def, volumes)?;
+        // No image is asked here; what the official database images
+        // declare is known.
+        service.image_volumes = rules::official_volumes(&service);
         Ok(service)
     }
 
@@ -516,13 +521,8 @@ impl<'a> Reader<'a> {
                 .item(&["services", service, "tmpfs"], i)
                 .or_else(|| self.outline.key(&["services", service, "tmpfs"]));
             let (target, options) = item.split_once(':').unwrap_or((item, ""));
-            let size = options
-                .split(',')
-                .find_map(|o| o.trim().strip_prefix("size="))
-                .map(parse_size)
-                .transpose()
-                .map_err(|e| self.error(line, format!("services.{service}.tmpfs[{i}]: {e}")))?
-                .flatten();
+            let size = TmpfsSize::from_options(options)
+                .map_err(|e| self.error(line, format!("services.{service}.tmpfs[{i}]: {e}")))?;
             mounts.push(Mount {
                 tmpfs_size: size,
                 line,
@@ -555,6 +555,8 @@ impl<'a> Reader<'a> {
                 return Ok(None);
             }
         };
+        let relative =
+            kind == MountType::Bind && spec.source.as_deref().is_some_and(|s| s.starts_with('.'));
         let source = match kind {
             MountType::Volume => {
                 let key = spec.source.unwrap_or_default();
@@ -578,10 +580,15 @@ impl<'a> Reader<'a> {
             MountType::Npipe => spec.source,
             MountType::Anonymous | MountType::Tmpfs => None,
         };
+        let in_project = relative
+            && source
+                .as_deref()
+                .is_some_and(|s| Path::new(s).starts_with(&self.dir));
         Ok(Some(Mount {
             source,
             read_only: spec.read_only,
             tmpfs_size: spec.tmpfs_size,
+            in_project,
             ..Mount::new(kind, &spec.target)
         }))
     }
@@ -617,7 +624,7 @@ struct VolumeSpec {
     source: Option<String>,
     target: String,
     read_only: bool,
-    tmpfs_size: Option<u64>,
+    tmpfs_size: Option<TmpfsSize>,
 }
 
 /// The short syntax, `[SOURCE:]TARGET[:MODE]`, split as compose splits it:
@@ -686,8 +693,8 @@ fn parse_long(m: &Mapping) -> std::result::Result<VolumeSpec, String> {
     };
     let tmpfs_size = match m.get("tmpfs").and_then(|t| t.get("size")) {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_u64().filter(|&s| s > 0),
-        Some(v) => parse_size(&scalar(v).unwrap_or_default())?,
+        Some(Value::Number(n)) => n.as_u64().filter(|&s| s > 0).map(TmpfsSize::Bytes),
+        Some(v) => TmpfsSize::parse(&scalar(v).unwrap_or_default())?,
     };
     Ok(VolumeSpec {
         kind,
@@ -696,37 +703,6 @@ fn parse_long(m: &Mapping) -> std::result::Result<VolumeSpec, String> {
         read_only,
         tmpfs_size,
     })
-}
-
-/// A size as docker reads it: bytes, or a number with `k`, `m`, `g`, `t`
-/// (powers of 1024, optionally followed by `b` or `ib`). Zero means no
-/// limit for tmpfs, so it is `None`.
-fn parse_size(text: &str) -> std::result::Result<Option<u64>, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let digits = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size"))?;
-    let unit = unit.trim();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(unit);
-    let scale: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "p" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("{text:?} is not a size")),
-    };
-    // Sizes are far below 2^53, where f64 is exact.
-    let bytes = (number * scale) as u64;
-    Ok((bytes > 0).then_some(bytes))
 }
 
 /// A project name as compose makes one: lowercase letters, digits, `-`
@@ -816,7 +792,7 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 
 /// A command string split into words as a shell would, quotes removed:
 /// `redis-server --save ""` is three words, the last empty.
-fn split_words(command: &str) -> Vec<String> {
+pub(super) fn split_words(command: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -993,9 +969,9 @@ volumes:
         assert!(m[1].read_only);
         assert_eq!(
             (m[2].kind, m[2].tmpfs_size),
-            (MountType::Tmpfs, Some(64 << 20))
+            (MountType::Tmpfs, Some(TmpfsSize::Bytes(64 << 20)))
         );
-        assert_eq!(m[3].tmpfs_size, Some(1 << 20));
+        assert_eq!(m[3].tmpfs_size, Some(TmpfsSize::Bytes(1 << 20)));
         assert_eq!(
             (m[4].kind, m[4].source.as_deref()),
             (MountType::Anonymous, None)
@@ -1008,36 +984,28 @@ volumes:
     #[test]
     fn service_tmpfs_takes_a_string_or_a_list_with_sizes() -> Result<()> {
         let stack = read(
-            "services:\n  a:\n    image: x\n    tmpfs: /run\n  b:\n    image: x\n    tmpfs:\n      - /run:size=64m,mode=1777\n      - /tmp:mode=1777\n      - /zero:size=0\n",
+            "services:\n  a:\n    image: x\n    tmpfs: /run\n  b:\n    image: x\n    tmpfs:\n      - /run:size=64m,mode=1777\n      - /tmp:mode=1777\n      - /zero:size=0\n      - /half:size=50%\n",
         )?;
         let a = &stack.services[0].mounts;
         assert_eq!(
             (a[0].kind, a[0].target.as_str(), a[0].tmpfs_size),
             (MountType::Tmpfs, "/run", None)
         );
-        let b: Vec<(&str, Option<u64>)> = stack.services[1]
+        let b: Vec<(&str, Option<TmpfsSize>)> = stack.services[1]
             .mounts
             .iter()
             .map(|m| (m.target.as_str(), m.tmpfs_size))
             .collect();
         assert_eq!(
             b,
-            [("/run", Some(64 << 20)), ("/tmp", None), ("/zero", None)]
+            [
+                ("/run", Some(TmpfsSize::Bytes(64 << 20))),
+                ("/tmp", None),
+                ("/zero", None),
+                ("/half", Some(TmpfsSize::Percent(50)))
+            ]
         );
         Ok(())
-    }
-
-    #[test]
-    fn sizes_read_like_dockers() {
-        assert_eq!(parse_size("100"), Ok(Some(100)));
-        assert_eq!(parse_size("64m"), Ok(Some(64 << 20)));
-        assert_eq!(parse_size("1G"), Ok(Some(1 << 30)));
-        assert_eq!(parse_size("512KiB"), Ok(Some(512 << 10)));
-        assert_eq!(parse_size("1.5g"), Ok(Some(3 << 29)));
-        assert_eq!(parse_size("10mb"), Ok(Some(10 << 20)));
-        assert_eq!(parse_size("0"), Ok(None));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5x").is_err());
     }
 
     #[test]

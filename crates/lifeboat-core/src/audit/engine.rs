@@ -70,7 +70,8 @@ pub async fn engine_stack(
         }
     }
     stack.inspect_bind_sources();
-    read_mount_roots(&mut stack, inventory);
+    let remapping = engine.user_remapping().await?;
+    read_mount_roots(&mut stack, inventory, remapping);
     attach_backups(&mut stack, inventory, snapshots, config);
     Ok(stack)
 }
@@ -132,13 +133,18 @@ fn fill_process(service: &mut Service, process: &ContainerProcess, image: Option
 /// Reads, through the host path, the owner of each writable volume's and
 /// bind mount's root, and the `PG_VERSION` of PostgreSQL data. Where the
 /// host path cannot be read and the fact would matter, a warning says so.
-fn read_mount_roots(stack: &mut Stack, inventory: &Inventory) {
+/// Under a `remapping` of users (rootless, `userns-remap`) the host's
+/// owners are not the container's users: owners are not read.
+fn read_mount_roots(stack: &mut Stack, inventory: &Inventory, remapping: Option<&str>) {
     let mut warned = BTreeSet::new();
     let mut warnings = Vec::new();
+    let mut skipped_owners = false;
     for service in &mut stack.services {
         let postgres = postgres_data(service);
         let (uid, _) = service.numeric_user();
         let owner_matters = uid.is_some_and(|uid| uid != 0);
+        skipped_owners |= owner_matters && remapping.is_some();
+        let owner_matters = owner_matters && remapping.is_none();
         let name = service.name.clone();
         for (i, mount) in service.mounts.iter_mut().enumerate() {
             let kind = match mount.kind {
@@ -150,7 +156,8 @@ fn read_mount_roots(stack: &mut Stack, inventory: &Inventory) {
                 .as_ref()
                 .filter(|(index, _)| *index == i)
                 .map(|(_, relative)| relative);
-            let wants_owner = !mount.read_only && mount.host_is_file != Some(true);
+            let wants_owner =
+                remapping.is_none() && !mount.read_only && mount.host_is_file != Some(true);
             if !wants_owner && pg_relative.is_none() {
                 continue;
             }
@@ -186,6 +193,11 @@ fn read_mount_roots(stack: &mut Stack, inventory: &Inventory) {
                     read_pg_version(&root.join(relative)).or_else(|| read_pg_version(&root));
             }
         }
+    }
+    if let Some(remapping) = remapping.filter(|_| skipped_owners) {
+        warnings.push(format!(
+            "the engine runs with {remapping}: container users are not the host's, so who may write the mounts is not checked"
+        ));
     }
     stack.warnings.extend(warnings);
 }
@@ -351,6 +363,17 @@ mod tests {
         snapshots: Option<&[SnapshotInfo]>,
         config: &Config,
     ) -> Stack {
+        stack_remapped(inventory, processes, snapshots, config, None)
+    }
+
+    /// [`stack_of`] on an engine that maps users (`remapping`).
+    fn stack_remapped(
+        inventory: &Inventory,
+        processes: &[(&str, ContainerProcess)],
+        snapshots: Option<&[SnapshotInfo]>,
+        config: &Config,
+        remapping: Option<&str>,
+    ) -> Stack {
         let mut stack = Stack::from_inventory(inventory);
         for (name, process) in processes {
             let service = stack
@@ -365,7 +388,7 @@ mod tests {
             fill_process(service, process, Some(&image));
         }
         stack.inspect_bind_sources();
-        read_mount_roots(&mut stack, inventory);
+        read_mount_roots(&mut stack, inventory, remapping);
         attach_backups(&mut stack, inventory, snapshots, config);
         stack
     }
@@ -467,6 +490,34 @@ mod tests {
         let findings = audit(&stack, std::time::SystemTime::now());
         let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
         assert_eq!(rules, ["LB010", "LB011"], "{findings:#?}");
+
+        // Under user namespace remapping the host's owners say nothing
+        // of the container's users: not read, and the warning says so.
+        let stack = stack_remapped(
+            &inv,
+            &[
+                (
+                    "db",
+                    process("", &["PGDATA=/var/lib/postgresql/data/pgdata"]),
+                ),
+                ("web", process("4321:4321", &[])),
+            ],
+            None,
+            &Config::default(),
+            Some("user namespace remapping"),
+        );
+        let db = stack.service("db").expect("db");
+        assert_eq!(db.mounts[0].pg_version.as_deref(), Some("14"));
+        assert_eq!(stack.service("web").expect("web").mounts[0].owner, None);
+        assert_eq!(
+            stack.warnings,
+            [
+                "the engine runs with user namespace remapping: container users are not the host's, so who may write the mounts is not checked"
+            ]
+        );
+        let findings = audit(&stack, std::time::SystemTime::now());
+        let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["LB010"], "{findings:#?}");
         Ok(())
     }
 

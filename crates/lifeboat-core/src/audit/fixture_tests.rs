@@ -115,13 +115,28 @@ fn the_clean_stack_has_no_findings() -> Result<()> {
     // The stack was really read: interpolated from .env, merged, resolved.
     assert_eq!(stack.project.as_deref(), Some("clean"));
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["db", "cache", "web", "app"]);
+    assert_eq!(
+        names,
+        [
+            "db",
+            "cache",
+            "web",
+            "queue",
+            "reports-db",
+            "certbot",
+            "app"
+        ]
+    );
     let db = stack.service("db").expect("db");
     assert_eq!(db.image.as_deref(), Some("postgres:16-alpine"));
     assert_eq!(db.environment["POSTGRES_PASSWORD"], "not-a-secret");
     let web = stack.service("web").expect("web");
     assert_eq!(web.mounts[0].host_is_file, Some(true));
     assert_eq!(web.mounts[1].host_is_file, Some(false));
+    // The shell's script was read: a server, keeping its file.
+    let queue = stack.service("queue").expect("queue");
+    assert_eq!(queue.command[0], "sh");
+    assert!(super::rules::database_data(queue).is_some_and(|d| d.mount.is_some()));
     let app = stack.service("app").expect("app");
     assert_eq!(app.mounts[2].source.as_deref(), Some("clean_uploads"));
     assert!(stack.warnings.is_empty(), "{:?}", stack.warnings);
@@ -177,5 +192,37 @@ fn the_fixtures_make_a_complete_sarif_log() -> Result<()> {
         uris.iter().all(|u| u.starts_with("testdata/audit/lb0")),
         "{uris:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_project_kept_in_a_system_directory_may_mount_its_own_files() -> Result<()> {
+    // Regression: relative sources became absolute and LB006 then judged
+    // /usr/src/shop/data as a part of the host system.
+    let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - ./data:/data\n      - .:/app\n      - ../../../etc:/host-etc\n";
+    let stack = compose::parse(
+        text,
+        Path::new("/usr/src/shop/compose.yaml"),
+        &ComposeOptions::default(),
+    )?;
+    let findings = audit(&stack, SystemTime::now());
+    let flagged: Vec<(&str, Option<&str>)> = findings
+        .iter()
+        .map(|f| (f.rule, f.path.as_deref()))
+        .collect();
+    assert_eq!(flagged, [("LB006", Some("/etc"))]);
+
+    // The project's own directory still counts when it is a system one.
+    let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - .:/config\n";
+    let stack = compose::parse(
+        text,
+        Path::new("/etc/compose.yaml"),
+        &ComposeOptions::default(),
+    )?;
+    let rules: Vec<&str> = audit(&stack, SystemTime::now())
+        .iter()
+        .map(|f| f.rule)
+        .collect();
+    assert_eq!(rules, ["LB006"]);
     Ok(())
 }

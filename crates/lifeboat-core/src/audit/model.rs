@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{Finding, IGNORE_LABEL, Location};
 use crate::engine::{ContainerMount, MountKind};
 use crate::inventory::{Content, Inventory};
+use crate::tmpfs::TmpfsSize;
 
 /// What the rules look at.
 #[derive(Clone, Debug, Serialize)]
@@ -69,7 +70,8 @@ pub struct Service {
     /// Services (or containers) this one needs.
     pub depends_on: Vec<String>,
     pub mounts: Vec<Mount>,
-    /// The paths the image declares with `VOLUME`: engine only.
+    /// The paths the image declares with `VOLUME`: asked of the engine;
+    /// for a compose file, known only for the official database images.
     pub image_volumes: Option<Vec<String>>,
     /// The 1-based line of the service in its compose file.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,10 +105,15 @@ pub struct Mount {
     /// Where the container sees it.
     pub target: String,
     pub read_only: bool,
-    /// The size limit of a tmpfs mount in bytes; `None` for no limit.
-    pub tmpfs_size: Option<u64>,
+    /// The size limit of a tmpfs mount; `None` for no limit.
+    pub tmpfs_size: Option<TmpfsSize>,
     /// For binds: whether the host path is a single file, when known.
     pub host_is_file: Option<bool>,
+    /// For binds in a compose file: the source was written relative to
+    /// the file (`./data`) and stays inside its directory. Where the
+    /// project lives (`/usr/src/app`, `/etc/stacks/web`) is not a choice
+    /// the mount makes.
+    pub in_project: bool,
     /// Who owns the root of the mount: engine only.
     pub owner: Option<Owner>,
     /// The contents of `PG_VERSION` in the PostgreSQL data directory on
@@ -291,11 +298,7 @@ fn engine_mount(m: &ContainerMount, anonymous: bool) -> Mount {
     Mount {
         source,
         read_only: !m.read_write,
-        // The engine says 0 for a tmpfs without a limit.
-        tmpfs_size: m
-            .tmpfs_size
-            .and_then(|s| u64::try_from(s).ok())
-            .filter(|&s| s > 0),
+        tmpfs_size: m.tmpfs_size,
         ..Mount::new(kind, &m.destination)
     }
 }
@@ -355,6 +358,7 @@ impl Mount {
             read_only: false,
             tmpfs_size: None,
             host_is_file: None,
+            in_project: false,
             owner: None,
             pg_version: None,
             line: None,
@@ -446,7 +450,7 @@ mod tests {
                     source: None,
                     destination: "/run".into(),
                     read_write: true,
-                    tmpfs_size: Some(0),
+                    tmpfs_size: Some(TmpfsSize::Percent(50)),
                 },
             ],
             needs: vec!["shop-net-1".into()],
@@ -494,8 +498,7 @@ mod tests {
         assert_eq!(db.mounts[0].source.as_deref(), Some(anon.as_str()));
         assert!(db.mounts[1].read_only);
         assert_eq!(db.mounts[1].source.as_deref(), Some("/srv/init"));
-        // The engine reports 0 for a tmpfs without a size: no limit.
-        assert_eq!(db.mounts[2].tmpfs_size, None);
+        assert_eq!(db.mounts[2].tmpfs_size, Some(TmpfsSize::Percent(50)));
         let v = stack.volume(&anon).expect("volume");
         assert_eq!(v.holds, Some(Content::Postgres));
         assert_eq!(v.exists, Some(true));

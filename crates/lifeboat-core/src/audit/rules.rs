@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::compose::split_words;
 use super::model::{Mount, MountType, Origin, Owner, Service, Stack, VolumeDecl};
 use super::{Finding, Severity};
 use crate::inventory::{self, Content};
@@ -67,6 +68,12 @@ impl Finding {
 
     fn with_volume(mut self, volume: Option<&str>) -> Self {
         self.volume = volume.map(String::from);
+        self
+    }
+
+    /// A finding less (or more) severe than its rule usually is.
+    fn with_severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
         self
     }
 }
@@ -187,7 +194,7 @@ syntax `type: tmpfs` with `tmpfs: {size: 64m}`; on the command line
         id: "LB006",
         name: "sensitive-host-path",
         severity: Severity::High,
-        summary: "A sensitive host path (/, /etc, home directories, the engine's data or socket) is bind-mounted writable.",
+        summary: "A sensitive host path (/, /etc, home directories, the engine's data or socket) is bind-mounted writable (the socket even read-only, as a low finding).",
         explanation: "\
 A container that can write the host's root, /etc, /usr, /boot, /root,
 /home (or a user's home or its .ssh, .gnupg, .docker, .aws, .kube),
@@ -195,8 +202,11 @@ A container that can write the host's root, /etc, /usr, /boot, /root,
 services and other containers' data: one compromised or buggy container
 becomes the whole host, and a stray `rm -rf` in it erases data outside it.
 The engine's socket (docker.sock, podman.sock, containerd.sock) is worse:
-whoever can talk to it can start a privileged container, so it is flagged
-even when mounted read-only, since `:ro` does not restrict a socket.
+whoever can talk to it can remove every volume or start a privileged
+container. Mounted read-only it is still reported, as a low finding rather
+than a high one, because `:ro` does not restrict what is asked through a
+socket; reverse proxies and dashboards (Traefik, Portainer) need it, and a
+gate on `--fail-on high` lets them pass.
 Paths below home directories other than credentials (a project directory in
 /home/ada) are not flagged: that is where bind-mounted code usually lives.
 
@@ -220,12 +230,16 @@ path is known to be a file, or by its extension: .conf, .cnf, .cfg, .ini,
 .toml, .yml, .yaml, .json, .env, .xml, .properties, .pem, .crt, .key) or
 when it is mounted under /etc in the container. Files that applications
 write themselves (databases such as .db and .sqlite, logs, Traefik's
-acme.json) are not configuration.
+acme.json) are not configuration, nor are the directories under /etc that
+applications keep their own state in: certificates (/etc/letsencrypt,
+/etc/acme.sh), generated keys and peers (/etc/ssh, /etc/wireguard,
+/etc/openvpn), GitLab's /etc/gitlab, Pi-hole's /etc/pihole and
+/etc/dnsmasq.d.
 
 Fix: append `:ro` to the mount (`./nginx.conf:/etc/nginx/nginx.conf:ro`) or
 set `read_only: true` in the long syntax. If the application really writes
-there (certbot's /etc/letsencrypt, GitLab's /etc/gitlab), silence the rule
-for the service with the label `lifeboat.audit.ignore=LB007`.",
+somewhere else under /etc, silence the rule for the service with the label
+`lifeboat.audit.ignore=LB007`.",
         check: config_mount_writable,
     },
     Rule {
@@ -249,19 +263,23 @@ of the source: after `- .:/app`, add an anonymous volume for the directory
         id: "LB009",
         name: "backup-missing-or-stale",
         severity: Severity::High,
-        summary: "A volume's newest snapshot is missing or older than its policy allows, or database data has no backup at all.",
+        summary: "A volume's newest snapshot is missing or older than its policy allows, or a volume in use has no backup at all.",
         explanation: "\
 A backup policy promises a recent snapshot; when the newest good snapshot is
 older than the policy's maximum age (or there is none), the promise is
 broken and the next loss is bigger than planned, usually because a schedule
 stopped running or a dump has been failing. A volume that holds a
 database's data and has neither a policy nor a single snapshot is one
-mistake away from being gone. Only snapshots that can be restored count.
+mistake away from being gone (high); so is any other named volume a
+container writes, if less surely worth keeping (medium). Only snapshots
+taken on this host that can be restored count.
 
 Fix: run `lifeboat backup` for the volume now, then find why the schedule
-stopped (`lifeboat daemon` status, the dump's errors). Give database
-volumes a policy (`lifeboat.*` labels or the configuration file) so that the
-daemon keeps them fresh.",
+stopped (`lifeboat daemon` status, the dump's errors). Give the volumes a
+policy (the label `lifeboat.max-age=26h`, or `max_age` in the configuration
+file) so that the daemon keeps them fresh. A volume that holds nothing worth
+keeping (a cache, scratch space) can say so with the label
+`lifeboat.audit.ignore=LB009`.",
         check: backup_missing_or_stale,
     },
     Rule {
@@ -294,8 +312,12 @@ in with group write permission, or that is writable by everyone. Otherwise
 the service fails on its first write, or, worse, falls back to writing
 somewhere inside its writable layer, which is lost with the container. This
 is common after restoring or copying data with other ownership, or with
-bind mounts created by root. Users given by name cannot be resolved without
-the image and are not checked.
+bind mounts created by root. Data mounts are the volumes a container writes
+and the directory a database keeps its data in, bind-mounted or not; other
+bind mounts (source code, a host directory it only reads) are not judged.
+Users given by name cannot be resolved without the image and are not
+checked, nor is anything on an engine that maps users to others on the host
+(rootless, `userns-remap`).
 
 Fix: give the mount to the container's user (`lifeboat chown`, or `chown -R
 UID:GID` on the host path), or run the container as the owner of the data.",
@@ -338,7 +360,7 @@ fn database(service: &Service) -> Option<Content> {
     let tool = inventory::image_base(image)
         .split(['-', '_', '.'])
         .any(|word| TOOL_WORDS.contains(&word));
-    (!tool && !runs_client(service)).then_some(content)
+    (!tool && !Invocation::of(service).runs_client()).then_some(content)
 }
 
 /// Words in an image's name that make it a tool around a database rather
@@ -386,18 +408,108 @@ const CLIENT_PROGRAMS: &[&str] = &[
     "mongo",
     "mongodump",
     "mongorestore",
-    "sh",
-    "bash",
-    "ash",
     "sleep",
 ];
 
-/// Whether the entrypoint or the command starts a client program.
-fn runs_client(service: &Service) -> bool {
-    [service.entrypoint.first(), service.command.first()]
+/// Shells: run bare they are a client (`docker run -it postgres bash`);
+/// with `-c SCRIPT`, the script says what runs.
+const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
+
+/// Programs that start in front of the real one and hand over to it.
+const WRAPPERS: &[&str] = &["docker-entrypoint.sh", "tini", "dumb-init", "--"];
+
+/// The database servers' own programs, as a shell script names them.
+const SERVER_PROGRAMS: &[&str] = &[
+    "postgres",
+    "postmaster",
+    "pg_ctl",
+    "pg_ctlcluster",
+    "mysqld",
+    "mysqld_safe",
+    "mariadbd",
+    "mariadbd-safe",
+    "redis-server",
+    "valkey-server",
+    "mongod",
+];
+
+/// What a service runs: the words of its entrypoint and command, past
+/// the wrappers that hand over to them.
+struct Invocation {
+    words: Vec<String>,
+    /// The words are a shell's `-c` script: a program can be anywhere
+    /// in them, after `exec`, `set -e;` or a first command.
+    script: bool,
+}
+
+impl Invocation {
+    fn of(service: &Service) -> Self {
+        let argv: Vec<&String> = service
+            .entrypoint
+            .iter()
+            .chain(&service.command)
+            .skip_while(|w| WRAPPERS.contains(&file_name(Path::new(w))))
+            .collect();
+        let is_shell = argv
+            .first()
+            .is_some_and(|w| SHELLS.contains(&file_name(Path::new(w))));
+        // `-c`, `-ec`, `-xc`: the script is the first word after the flags.
+        let script = argv
+            .iter()
+            .skip(1)
+            .take_while(|w| w.starts_with('-'))
+            .any(|w| !w.starts_with("--") && w.contains('c'))
+            .then(|| argv.iter().skip(1).find(|w| !w.starts_with('-')))
+            .flatten()
+            .filter(|_| is_shell);
+        match script {
+            Some(script) => Self {
+                words: script_words(script),
+                script: true,
+            },
+            None => Self {
+                words: argv.into_iter().cloned().collect(),
+                script: false,
+            },
+        }
+    }
+
+    /// Whether it runs a client or a script rather than the server: a
+    /// client program first, a bare shell, or a script that starts no
+    /// server.
+    fn runs_client(&self) -> bool {
+        if self.script {
+            return !self
+                .words
+                .iter()
+                .any(|w| SERVER_PROGRAMS.contains(&file_name(Path::new(w))));
+        }
+        self.words.first().is_some_and(|w| {
+            let program = file_name(Path::new(w));
+            CLIENT_PROGRAMS.contains(&program) || SHELLS.contains(&program)
+        })
+    }
+}
+
+/// A shell script's words, with `;`, `&&`, `||`, `|` and parentheses
+/// taken as the separators they are (`a;b` is `a`, `b`; a quoted one is
+/// taken so too, which only splits a word that names no program); quoted
+/// empty words (`--save ''`) stay.
+fn script_words(script: &str) -> Vec<String> {
+    let separator = |c: char| matches!(c, ';' | '&' | '|' | '(' | ')');
+    split_words(script)
         .into_iter()
-        .flatten()
-        .any(|word| CLIENT_PROGRAMS.contains(&file_name(Path::new(word))))
+        .flat_map(|word| {
+            if word.contains(separator) {
+                word.split(separator)
+                    .filter(|part| !part.is_empty())
+                    .map(String::from)
+                    .collect()
+            } else {
+                vec![word]
+            }
+        })
+        .collect()
 }
 
 /// Where a database service keeps data that matters, and on what. `None`
@@ -460,7 +572,7 @@ fn data_dir(service: &Service, content: Content) -> Option<String> {
 /// Whether a Redis runs with snapshots off (`--save ""`) and no
 /// append-only file: it keeps nothing on disk.
 fn redis_keeps_nothing(service: &Service) -> bool {
-    let words = &service.command;
+    let words = &Invocation::of(service).words;
     let saves_off = words
         .windows(2)
         .any(|w| w[0] == "--save" && (w[1].is_empty() || w[1] == "''" || w[1] == "\"\""));
@@ -552,12 +664,37 @@ const BUILT_ON_OFFICIAL: &[&str] = &["postgis", "timescale", "pgvector", "valkey
 /// /bitnami/postgresql, `linuxserver/mariadb` in /config) are recognised
 /// as databases, but where their data lives is not known here.
 fn known_layout(service: &Service) -> bool {
-    if pgdata(service).is_some() {
-        return true;
-    }
-    let Some(image) = service.image.as_deref() else {
-        return false;
+    pgdata(service).is_some() || service.image.as_deref().is_some_and(is_official)
+}
+
+/// The `VOLUME`s an official database image (or one built on it)
+/// declares, for a compose file, where no image is at hand to ask. `None`
+/// for every other image: not known.
+pub(super) fn official_volumes(service: &Service) -> Option<Vec<String>> {
+    let image = service.image.as_deref().filter(|i| is_official(i))?;
+    let volumes: &[&str] = match inventory::image_database(image)? {
+        // From 18 on, the image declares the directory above the
+        // versioned data directories; `latest` is 18 or later.
+        Content::Postgres => {
+            let major = postgres_major(service)
+                .and_then(|m| m.split('.').next().and_then(|m| m.parse::<u32>().ok()));
+            if major.is_some_and(|m| m < 18) {
+                &["/var/lib/postgresql/data"]
+            } else {
+                &["/var/lib/postgresql"]
+            }
+        }
+        Content::Mariadb | Content::Mysql => &["/var/lib/mysql"],
+        Content::Redis => &["/data"],
+        Content::Mongo => &["/data/db", "/data/configdb"],
+        Content::Cache | Content::Files => return None,
     };
+    Some(volumes.iter().map(|v| (*v).to_string()).collect())
+}
+
+/// Whether an image is an official one (`postgres`, `library/redis`, on
+/// any registry) or from a namespace that builds on them.
+fn is_official(image: &str) -> bool {
     let name = image.split('@').next().unwrap_or(image);
     let name = name
         .rsplit_once(':')
@@ -795,11 +932,32 @@ fn is_engine_socket(path: &Path) -> bool {
         .is_some_and(|n| ENGINE_SOCKETS.contains(&n))
 }
 
+/// Why a bind of `m`'s source is sensitive, if it is.
+fn bind_sensitivity(m: &Mount) -> Option<&'static str> {
+    let source = m.source_path()?;
+    // A project kept in a system directory (/usr/src/app, /etc/stacks)
+    // makes its own files no part of the system: only the directory
+    // itself counts (a compose file in /etc mounting `.`).
+    let in_system_dir = || {
+        SYSTEM_DIRS
+            .iter()
+            .any(|d| source.starts_with(d) && source != Path::new(d))
+    };
+    if m.in_project && !is_engine_socket(source) && in_system_dir() {
+        return None;
+    }
+    sensitivity(source, m.read_only)
+}
+
 /// Why a bind of `path` is sensitive, if it is. The engine's socket is
 /// sensitive read-only too; the rest only when writable.
 fn sensitivity(path: &Path, read_only: bool) -> Option<&'static str> {
     if is_engine_socket(path) {
-        return Some("the engine's socket, which controls the host even when mounted read-only");
+        return Some(if read_only {
+            "the engine's socket: `:ro` does not limit what is asked through it"
+        } else {
+            "the engine's socket, which controls every container and volume"
+        });
     }
     if read_only {
         return None;
@@ -846,10 +1004,7 @@ fn sensitive_host_path(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
             if m.kind != MountType::Bind {
                 continue;
             }
-            let Some(source) = m.source_path() else {
-                continue;
-            };
-            let Some(why) = sensitivity(source, m.read_only) else {
+            let (Some(source), Some(why)) = (m.source_path(), bind_sensitivity(m)) else {
                 continue;
             };
             let access = if m.read_only {
@@ -863,7 +1018,8 @@ fn sensitive_host_path(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
                 source.display(),
                 m.target
             );
-            let fix = if is_engine_socket(source) {
+            let socket = is_engine_socket(source);
+            let fix = if socket {
                 "drop the socket, or put a socket proxy in front of it that allows only the calls needed".to_string()
             } else {
                 format!(
@@ -871,10 +1027,14 @@ fn sensitive_host_path(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
                     s.name
                 )
             };
-            findings.push(
-                rule.finding(stack, &s.name, m.line.or(s.line), message, fix)
-                    .with_path(&source.to_string_lossy()),
-            );
+            let finding = rule
+                .finding(stack, &s.name, m.line.or(s.line), message, fix)
+                .with_path(&source.to_string_lossy());
+            findings.push(if socket && m.read_only {
+                finding.with_severity(Severity::Low)
+            } else {
+                finding
+            });
         }
     }
     findings
@@ -925,8 +1085,33 @@ fn has_config_extension(name: &str) -> bool {
     extension(name).is_some_and(|e| CONFIG_EXTENSIONS.contains(&e.as_str()))
 }
 
+/// Directories under `/etc` that applications write their own state to:
+/// issued certificates, generated host keys and peers, settings changed
+/// from a web page.
+const WRITTEN_ETC_DIRS: &[&str] = &[
+    "letsencrypt",
+    "acme.sh",
+    "ssh",
+    "wireguard",
+    "openvpn",
+    "gitlab",
+    "pihole",
+    "dnsmasq.d",
+];
+
+/// Whether a container path is in one of [`WRITTEN_ETC_DIRS`].
+fn in_written_etc_dir(target: &Path) -> bool {
+    target
+        .strip_prefix("/etc")
+        .ok()
+        .and_then(|below| below.components().next())
+        .and_then(|first| first.as_os_str().to_str())
+        .is_some_and(|first| WRITTEN_ETC_DIRS.contains(&first))
+}
+
 /// Whether a bind mount looks like configuration: a single file that is
-/// not data, or anything mounted under `/etc`.
+/// not data, or a directory under `/etc` but where applications keep
+/// their own state.
 fn looks_like_config(m: &Mount) -> bool {
     let source = m.source_path().map(file_name).unwrap_or_default();
     let target = file_name(m.target_path());
@@ -937,7 +1122,7 @@ fn looks_like_config(m: &Mount) -> bool {
         Some(is_file) => is_file,
         None => has_config_extension(source) || has_config_extension(target),
     };
-    single_file || m.target_path().starts_with("/etc")
+    single_file || (m.target_path().starts_with("/etc") && !in_written_etc_dir(m.target_path()))
 }
 
 fn config_mount_writable(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
@@ -951,7 +1136,7 @@ fn config_mount_writable(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> 
                 continue;
             };
             // Sensitive paths are the business of LB006, which says more.
-            if sensitivity(source, false).is_some() || !looks_like_config(m) {
+            if bind_sensitivity(m).is_some() || !looks_like_config(m) {
                 continue;
             }
             let message = format!(
@@ -1042,6 +1227,16 @@ fn database_in(stack: &Stack, volume: &VolumeDecl) -> Option<Content> {
     })
 }
 
+/// Whether a volume holds data a container writes: a named volume (an
+/// anonymous one is LB002's when it matters), mounted read-write by a
+/// container, and not known to be a cache.
+fn written_data(volume: &VolumeDecl, users: &[(&Service, &Mount)]) -> bool {
+    volume.holds != Some(Content::Cache)
+        && users
+            .iter()
+            .any(|(_, m)| m.kind == MountType::Volume && !m.read_only)
+}
+
 /// `3d 4h`, `5h 10m`, `12m`: an age for people.
 fn human_duration(seconds: u64) -> String {
     let (d, h, m) = (
@@ -1070,6 +1265,7 @@ fn backup_missing_or_stale(rule: &Rule, stack: &Stack, now: i64) -> Vec<Finding>
                 None => (v.name.as_str(), None, v.line),
             };
             let place = path.map(|p| format!(" at {p}")).unwrap_or_default();
+            let mut severity = rule.severity;
             let problem = match (backup.max_age_seconds, backup.last_good) {
                 (Some(max), None) => format!(
                     "has never been backed up, though its policy wants a snapshot every {}",
@@ -1086,13 +1282,18 @@ fn backup_missing_or_stale(rule: &Rule, stack: &Stack, now: i64) -> Vec<Finding>
                         human_duration(max)
                     )
                 }
-                (None, None) => {
-                    let content = database_in(stack, v)?;
-                    format!(
+                (None, None) => match database_in(stack, v) {
+                    Some(content) => format!(
                         "holds {} data and has no backup policy and no snapshot",
                         database_label(content)
-                    )
-                }
+                    ),
+                    None if written_data(v, &users) => {
+                        severity = Severity::Medium;
+                        "is written by its containers but has no backup policy and no snapshot"
+                            .to_string()
+                    }
+                    None => return None,
+                },
                 (None, Some(_)) => return None,
             };
             let message = if users.is_empty() {
@@ -1106,7 +1307,8 @@ fn backup_missing_or_stale(rule: &Rule, stack: &Stack, now: i64) -> Vec<Finding>
             );
             let finding = rule
                 .finding(stack, subject, line, message, fix)
-                .with_volume(Some(&v.name));
+                .with_volume(Some(&v.name))
+                .with_severity(severity);
             Some(match path {
                 Some(p) => finding.with_path(p),
                 None => finding,
@@ -1180,14 +1382,15 @@ fn data_mount_not_writable(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding
             continue;
         }
         let groups: Vec<u32> = s.group_add.iter().filter_map(|g| g.parse().ok()).collect();
+        let database_mount = database_data(s).and_then(|d| d.mount);
         for m in &s.mounts {
             let Some(owner) = m.owner else { continue };
-            let writable_kind = matches!(
-                m.kind,
-                MountType::Volume | MountType::Anonymous | MountType::Bind
-            );
-            let socket = m.source_path().is_some_and(is_engine_socket);
-            if m.read_only || !writable_kind || m.host_is_file == Some(true) || socket {
+            let data_mount = match m.kind {
+                MountType::Volume | MountType::Anonymous => true,
+                MountType::Bind => database_mount.is_some_and(|d| std::ptr::eq(d, m)),
+                MountType::Tmpfs | MountType::Npipe => false,
+            };
+            if m.read_only || !data_mount || m.host_is_file == Some(true) {
                 continue;
             }
             if can_write(uid, gid, &groups, owner) {
@@ -1312,6 +1515,7 @@ mod layout_tests {
 mod tests {
     use super::*;
     use crate::audit::{BackupState, Location};
+    use crate::tmpfs::TmpfsSize;
 
     const NOW: i64 = 1_750_000_000;
     const DAY: u64 = 86_400;
@@ -1432,8 +1636,23 @@ mod tests {
             None
         );
         assert_eq!(database(&with(&["docker-entrypoint.sh"], &["psql"])), None);
+        assert_eq!(database(&with(&[], &["bash"])), None);
+        assert_eq!(
+            database(&with(
+                &[],
+                &[
+                    "bash",
+                    "-ec",
+                    "set -e; pg_dump -h db shop | gzip > /b/shop.gz"
+                ]
+            )),
+            None
+        );
         let servers = [
             with(&[], &[]),
+            with(&[], &["sh", "-c", "exec postgres -c fsync=on"]),
+            with(&["/bin/sh", "-c"], &["sleep 5 && postgres"]),
+            with(&["tini", "--", "docker-entrypoint.sh"], &["postgres"]),
             with(&[], &["postgres", "-c", "max_connections=200"]),
             with(&[], &["-c", "fsync=on"]),
             with(&["docker-entrypoint.sh"], &["postgres"]),
@@ -1451,6 +1670,26 @@ mod tests {
                 s.command
             );
         }
+    }
+
+    #[test]
+    fn a_redis_started_by_a_shell_is_judged_by_its_script() {
+        let redis = |command: &[&str]| Service {
+            entrypoint: vec!["docker-entrypoint.sh".into()],
+            command: command.iter().map(|w| (*w).to_string()).collect(),
+            ..Service::new("cache", "redis:7")
+        };
+        let keeps = redis(&["sh", "-c", "redis-server --appendonly yes"]);
+        assert_eq!(database(&keeps), Some(Content::Redis));
+        assert!(database_data(&keeps).is_some());
+        let cache = redis(&[
+            "sh",
+            "-c",
+            "redis-server --save '' --appendonly no --requirepass \"$$PASS\"",
+        ]);
+        assert_eq!(database(&cache), Some(Content::Redis));
+        assert!(database_data(&cache).is_none(), "a cache keeps nothing");
+        assert_eq!(script_words("a;b && c|d ''"), ["a", "b", "c", "d", ""]);
     }
 
     #[test]
@@ -1627,7 +1866,7 @@ mod tests {
                 vec![
                     volume("pg", "/var/lib/postgresql/data"),
                     Mount {
-                        tmpfs_size: Some(1 << 26),
+                        tmpfs_size: Some(TmpfsSize::Bytes(1 << 26)),
                         ..mount(MountType::Tmpfs, None, "/tmp")
                     },
                 ],
@@ -1713,7 +1952,7 @@ mod tests {
             vec![
                 mount(MountType::Tmpfs, None, "/run"),
                 Mount {
-                    tmpfs_size: Some(1 << 20),
+                    tmpfs_size: Some(TmpfsSize::Percent(10)),
                     ..mount(MountType::Tmpfs, None, "/tmp")
                 },
             ],
@@ -1771,13 +2010,28 @@ mod tests {
                     read_only: true,
                     ..bind("/etc/ssl/certs", "/etc/ssl/certs")
                 },
+                bind("/run/podman/podman.sock", "/podman.sock"),
             ],
         )]);
+        let found: Vec<(Severity, String)> = run("LB006", &stack)
+            .into_iter()
+            .map(|f| (f.severity, f.message))
+            .collect();
         assert_eq!(
-            messages("LB006", &stack),
+            found,
             [
-                "proxy: bind mount of /var/run/docker.sock (the engine's socket, which controls the host even when mounted read-only) at /var/run/docker.sock, read-only",
-                "proxy: bind mount of /etc (a part of the host system) at /host/etc, read-write",
+                (
+                    Severity::Low,
+                    "proxy: bind mount of /var/run/docker.sock (the engine's socket: `:ro` does not limit what is asked through it) at /var/run/docker.sock, read-only".to_string()
+                ),
+                (
+                    Severity::High,
+                    "proxy: bind mount of /etc (a part of the host system) at /host/etc, read-write".to_string()
+                ),
+                (
+                    Severity::High,
+                    "proxy: bind mount of /run/podman/podman.sock (the engine's socket, which controls every container and volume) at /podman.sock, read-write".to_string()
+                ),
             ]
         );
     }
@@ -1812,6 +2066,15 @@ mod tests {
                 },
                 // The host's /etc is LB006's.
                 bind("/etc/timezone", "/etc/timezone"),
+                // Directories under /etc that applications write.
+                bind("/srv/certbot/conf", "/etc/letsencrypt"),
+                bind("/srv/wg", "/etc/wireguard"),
+                bind("/srv/pihole/dnsmasq", "/etc/dnsmasq.d/"),
+                // But a single file there is configuration.
+                Mount {
+                    host_is_file: Some(true),
+                    ..bind("/srv/ssh/sshd_config", "/etc/ssh/sshd_config")
+                },
             ],
         )]);
         let paths: Vec<Option<String>> = run("LB007", &stack).into_iter().map(|f| f.path).collect();
@@ -1822,6 +2085,7 @@ mod tests {
                 Some("/etc/nginx/conf.d".into()),
                 Some("/app/settings.toml".into()),
                 Some("/srv/Caddyfile".into()),
+                Some("/etc/ssh/sshd_config".into()),
             ]
         );
         assert_eq!(
@@ -1863,7 +2127,16 @@ mod tests {
             service(
                 "app",
                 "example/app",
-                vec![volume("uploads", "/uploads"), volume("cache", "/cache")],
+                vec![
+                    volume("uploads", "/uploads"),
+                    volume("cache", "/cache"),
+                    volume("notes", "/notes"),
+                    Mount {
+                        read_only: true,
+                        ..volume("assets", "/assets")
+                    },
+                    volume("tmp", "/tmp/app"),
+                ],
             ),
         ]);
         let decl = |name: &str, backup: Option<BackupState>| VolumeDecl {
@@ -1901,13 +2174,26 @@ mod tests {
             ),
             decl("files", Some(BackupState::default())),
             decl("unknown", None),
+            // Written files with nothing: a lesser finding. Read-only,
+            // or a cache: none.
+            decl("notes", Some(BackupState::default())),
+            decl("assets", Some(BackupState::default())),
+            VolumeDecl {
+                holds: Some(Content::Cache),
+                ..decl("tmp", Some(BackupState::default()))
+            },
         ];
+        let found: Vec<(Severity, String)> = run("LB009", &stack)
+            .into_iter()
+            .map(|f| (f.severity, f.message))
+            .collect();
         assert_eq!(
-            messages("LB009", &stack),
+            found,
             [
-                "db: volume pg at /var/lib/postgresql/data holds PostgreSQL data and has no backup policy and no snapshot",
-                "app: volume uploads at /uploads has its newest good snapshot from 3d 2h ago; its policy allows 1d",
-                "volume orphan has never been backed up, though its policy wants a snapshot every 7d",
+                (Severity::High, "db: volume pg at /var/lib/postgresql/data holds PostgreSQL data and has no backup policy and no snapshot".to_string()),
+                (Severity::High, "app: volume uploads at /uploads has its newest good snapshot from 3d 2h ago; its policy allows 1d".to_string()),
+                (Severity::High, "volume orphan has never been backed up, though its policy wants a snapshot every 7d".to_string()),
+                (Severity::Medium, "app: volume notes at /notes is written by its containers but has no backup policy and no snapshot".to_string()),
             ]
         );
         // The engine's own guess of the content counts too.
@@ -1975,6 +2261,35 @@ mod tests {
                     ..owned(0, 0, Some(0o755))
                 },
             ),
+            // A bind mount of source code is no data mount...
+            as_user(
+                "code",
+                "1000:1000",
+                Mount {
+                    owner: Some(Owner {
+                        uid: 0,
+                        gid: 0,
+                        mode: Some(0o755),
+                    }),
+                    ..bind("/srv/app", "/app")
+                },
+            ),
+            // ...but a database's data directory is, bound or not.
+            Service {
+                user: Some("999:999".into()),
+                ..service(
+                    "pg",
+                    "postgres:16",
+                    vec![Mount {
+                        owner: Some(Owner {
+                            uid: 0,
+                            gid: 0,
+                            mode: Some(0o755),
+                        }),
+                        ..bind("/srv/pg", "/var/lib/postgresql/data")
+                    }],
+                )
+            },
         ]);
         assert_eq!(
             messages("LB011", &stack),
@@ -1982,6 +2297,7 @@ mod tests {
                 "mismatch: runs as 1000:1000 but /data belongs to 0:0, mode 755: it cannot write there",
                 "unknown-mode: runs as 1000:1000 but /data belongs to 999:999: it cannot write there",
                 "no-group-write: runs as 1000 but /data belongs to 0:0, mode 755: it cannot write there",
+                "pg: runs as 999:999 but /var/lib/postgresql/data belongs to 0:0, mode 755: it cannot write there",
             ]
         );
     }

@@ -1,7 +1,7 @@
 //! Findings as SARIF 2.1.0, the format code-scanning tools read.
 //!
 //! Every rule is listed in the run (so `ruleIndex` is stable whatever was
-//! found), each result carries the rule's level, the one-line message, the
+//! found), each result carries its finding's level, the one-line message, the
 //! compose file relative to a base directory and the line when known, and
 //! a fingerprint that stays the same while the finding does. Findings from
 //! the engine have no file: they point at their container by name.
@@ -60,9 +60,13 @@ pub fn to_sarif(findings: &[Finding], options: &SarifOptions<'_>) -> Value {
 }
 
 fn result(finding: &Finding, options: &SarifOptions<'_>) -> Value {
+    let uri = match &finding.location {
+        Location::Compose { file, .. } => Some(file_uri(file, options.base)),
+        Location::Engine { .. } => None,
+    };
     let location = match &finding.location {
-        Location::Compose { file, line, .. } => {
-            let mut physical = json!({"artifactLocation": {"uri": file_uri(file, options.base)}});
+        Location::Compose { line, .. } => {
+            let mut physical = json!({"artifactLocation": {"uri": uri}});
             if let Some(line) = line.filter(|&l| l > 0) {
                 physical["region"] = json!({"startLine": line});
             }
@@ -92,16 +96,19 @@ fn result(finding: &Finding, options: &SarifOptions<'_>) -> Value {
         "level": finding.severity.sarif_level(),
         "message": {"text": finding.message},
         "locations": [location],
-        "partialFingerprints": {"lifeboatFinding/v1": fingerprint(finding)},
+        "partialFingerprints": {"lifeboatFinding/v2": fingerprint(finding, uri.as_deref())},
         "properties": properties,
     })
 }
 
-/// A hash of what identifies a finding, not of where it is: moving a
-/// service in the file keeps its findings' fingerprints.
-fn fingerprint(finding: &Finding) -> String {
+/// A hash of what identifies a finding, not of where it is in its file:
+/// moving a service in the file keeps its findings' fingerprints, while
+/// the same service in two compose files (`uri`, as the result names the
+/// file) gets two.
+fn fingerprint(finding: &Finding, uri: Option<&str>) -> String {
     let mut hash = Sha256::new();
     for part in [
+        uri.unwrap_or_default(),
         finding.rule,
         &finding.subject,
         finding.volume.as_deref().unwrap_or_default(),
@@ -238,7 +245,7 @@ mod tests {
             ));
             assert!(r["message"]["text"].as_str().is_some_and(|t| !t.is_empty()));
             assert_eq!(
-                r["partialFingerprints"]["lifeboatFinding/v1"]
+                r["partialFingerprints"]["lifeboatFinding/v2"]
                     .as_str()
                     .map(str::len),
                 Some(32)
@@ -274,13 +281,33 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_ignore_the_line_but_not_the_subject() {
+    fn fingerprints_ignore_the_line_but_not_the_subject_or_the_file() {
         let a = finding("LB001", Severity::Critical, compose(Some(3)));
         let b = finding("LB001", Severity::Critical, compose(Some(30)));
         let mut c = a.clone();
         c.subject = "db2".into();
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_ne!(fingerprint(&a), fingerprint(&c));
+        let file = Some("deploy/compose.yaml");
+        assert_eq!(fingerprint(&a, file), fingerprint(&b, file));
+        assert_ne!(fingerprint(&a, file), fingerprint(&c, file));
+        assert_ne!(
+            fingerprint(&a, file),
+            fingerprint(&a, Some("staging/compose.yaml"))
+        );
+        let base = Some(Path::new("/repo"));
+        let log = to_sarif(
+            &[a],
+            &SarifOptions {
+                base,
+                information_uri: None,
+            },
+        );
+        assert_eq!(
+            log["runs"][0]["results"][0]["partialFingerprints"]["lifeboatFinding/v2"],
+            json!(fingerprint(
+                &finding("LB001", Severity::Critical, compose(None)),
+                Some("deploy/compose.yaml")
+            ))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lifeboat_core::inventory::{self, InventoryOptions, Size};
+use lifeboat_core::tmpfs::TmpfsSize;
 
 use super::Global;
 use crate::output::{Table, human_bytes};
@@ -98,13 +99,11 @@ pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
         let size = match &t.size {
             Size::Known { bytes, files } => format!("{} ({files} files)", human_bytes(*bytes)),
             Size::Pending => "pending".to_string(),
-            Size::Unknown { .. } if t.tmpfs_limit.is_some() => {
-                format!(
-                    "limit {}",
-                    human_bytes(t.tmpfs_limit.unwrap_or(0).max(0) as u64)
-                )
-            }
-            Size::Unknown { .. } => "?".to_string(),
+            Size::Unknown { .. } => match t.tmpfs_limit {
+                Some(TmpfsSize::Bytes(bytes)) => format!("limit {}", human_bytes(bytes)),
+                Some(TmpfsSize::Percent(percent)) => format!("limit {percent}% of memory"),
+                None => "?".to_string(),
+            },
         };
         let last = match (&t.last_snapshot, &repo_note, t.spec().is_some()) {
             (_, _, false) => "-".to_string(),

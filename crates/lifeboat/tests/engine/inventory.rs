@@ -39,6 +39,8 @@ fn ls_lists_volumes_binds_and_tmpfs_with_their_users() {
             &format!("{bind_arg}:/srv:ro"),
             "--tmpfs",
             "/run/scratch:size=64m",
+            "--tmpfs",
+            "/run/share:size=5%",
             "--mount",
             "type=tmpfs,destination=/tmp/unbounded",
             BUSYBOX,
@@ -95,6 +97,9 @@ fn ls_lists_volumes_binds_and_tmpfs_with_their_users() {
     assert_eq!(t["tmpfs_limit"], 64 << 20);
     let t = target(&ls, "tmpfs", &format!("{running}:/tmp/unbounded"));
     assert!(t["tmpfs_limit"].is_null());
+    // Regression: a share of memory was read as no limit.
+    let t = target(&ls, "tmpfs", &format!("{running}:/run/share"));
+    assert_eq!(t["tmpfs_limit"], "5%");
 
     // After a backup, the inventory shows when.
     env.init();
@@ -106,7 +111,9 @@ fn ls_lists_volumes_binds_and_tmpfs_with_their_users() {
     // The table names the same things.
     let table = env.lifeboat(&["ls"]).ok();
     assert!(
-        table.stdout.contains(&db) && table.stdout.contains("postgres"),
+        table.stdout.contains(&db)
+            && table.stdout.contains("postgres")
+            && table.stdout.contains("limit 5% of memory"),
         "{}",
         table.stdout
     );

@@ -1056,6 +1056,106 @@ mod tests {
 
     use super::testing::{repo_in, request};
 
+    /// `count` files of 20 kB each, all different and incompressible.
+    struct Distinct(usize);
+
+    fn distinct_content(i: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (i as u64 + 1);
+        (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    impl ReadSource for Distinct {
+        type Open = Cursor<Vec<u8>>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
+            let files = (0..self.0).map(|i| {
+                let content = distinct_content(i);
+                let meta = Metadata {
+                    size: content.len() as u64,
+                    ..Metadata::default()
+                };
+                let name = format!("f{i:03}");
+                Ok(ReadSourceEntry {
+                    path: PathBuf::from("/b").join(&name),
+                    node: Node::new_node(OsStr::new(&name), NodeType::File, meta),
+                    open: Some(Cursor::new(content)),
+                })
+            });
+            std::iter::once(Ok(ReadSourceEntry {
+                path: PathBuf::from("/b"),
+                node: root,
+                open: None,
+            }))
+            .chain(files)
+            .collect::<Vec<_>>()
+            .into_iter()
+        }
+    }
+
+    #[test]
+    fn packs_are_listed_in_index_files_as_they_are_written() -> Result<()> {
+        // Under test, data packs are 64 KiB and written packs are listed
+        // once they hold 4 blobs: 40 files of 20 kB make many of both.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let snapshot = repo.archive(&Distinct(40), &request(), || Ok(()))?;
+
+        let opened = repo.opened()?;
+        let mut index_files = 0;
+        let mut listed_packs = std::collections::HashMap::new();
+        let mut listed_blobs = std::collections::HashSet::new();
+        let mut data_blobs = 0;
+        for file in opened
+            .stream_files::<rustic_core::repofile::IndexFile>()
+            .map_err(|e| repo.error(&e))?
+        {
+            let (_, file) = file.map_err(|e| repo.error(&e))?;
+            index_files += 1;
+            for pack in file.packs {
+                *listed_packs.entry(pack.id).or_insert(0) += 1;
+                for blob in pack.blobs {
+                    assert!(listed_blobs.insert(blob.id), "a blob listed twice");
+                    data_blobs += usize::from(blob.tpe == rustic_core::repofile::BlobType::Data);
+                }
+            }
+        }
+        assert!(index_files >= 3, "{index_files} index files");
+        assert!(listed_packs.values().all(|&n| n == 1), "{listed_packs:?}");
+        // A data blob a file, and the trees of /, /volumes and /volumes/v.
+        assert_eq!((data_blobs, listed_blobs.len()), (40, 43));
+        let mut on_disk = 0;
+        for sub in
+            std::fs::read_dir(dir.path().join("repo/data")).map_err(|e| Error::io("data", e))?
+        {
+            let sub = sub.map_err(|e| Error::io("data", e))?.path();
+            on_disk += std::fs::read_dir(&sub)
+                .map_err(|e| Error::io(&sub, e))?
+                .count();
+        }
+        assert_eq!(on_disk, listed_packs.len());
+
+        let reader = repo.reader()?;
+        let root = reader.root(&snapshot, "/volumes/v")?;
+        for i in [0, 17, 39] {
+            let read = reader.read_small_file(&root, &format!("f{i:03}"))?;
+            assert!(read == distinct_content(i), "f{i:03} reads back otherwise");
+        }
+        Ok(())
+    }
+
     #[test]
     fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;

@@ -10,7 +10,11 @@
 //! chunks, hashes, compresses, encrypts and checks each new chunk with
 //! contexts it keeps, and hands the stored blobs to one packer thread. The
 //! caller's thread walks the source, takes unchanged files from the
-//! previous snapshot without reading them, and builds the trees.
+//! previous snapshot without reading them, and builds the trees. Two more
+//! threads keep it fed, so that a backup where little changed is not one
+//! thread's work: one lists the source (a `stat` and the extended
+//! attributes of every entry), the other reads the previous snapshot's
+//! trees in the order the walk will want them.
 //!
 //! What it writes is what restic writes: chunks cut where restic cuts
 //! them, packs, index files, trees and a snapshot, so that restic reads and
@@ -39,6 +43,22 @@ use rustic_core::{
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
+
+/// How many source entries go to the walk at once, and how many such
+/// batches may wait: the lister keeps ahead without holding the tree.
+const ENTRY_BATCH: usize = 128;
+const ENTRY_BATCHES: usize = 8;
+
+/// How many of the previous snapshot's trees may be read ahead.
+const TREES_AHEAD: usize = 64;
+
+/// Files go to the workers, and stored blobs to the packer, in batches of
+/// about this many bytes (a larger file or blob goes alone): most files
+/// and blobs are small, and one message each made threads wait on each
+/// other tens of thousands of times a backup.
+const BATCH_BYTES: u64 = 1 << 20;
+/// At most this many files in a batch.
+const BATCH_FILES: usize = 64;
 use crate::repo::ArchiveRequest;
 use chunker::{Chunker, Cutting};
 use pack::{Codec, Encoded, Packer};
@@ -110,6 +130,8 @@ where
         shared.known.tree_size,
     )?;
 
+    let entries = source.entries();
+    let parent_subtrees = parent_root.as_ref().map(subtrees).unwrap_or_default();
     let (root, counts, added) = std::thread::scope(|s| -> Result<_> {
         if request.progress.wants_total.load(Ordering::Relaxed) {
             s.spawn(|| {
@@ -118,13 +140,18 @@ where
                 }
             });
         }
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job<R::Open>>(workers * 2);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
-        let (blob_tx, blob_rx) = crossbeam_channel::bounded::<Encoded>(workers * 2);
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job<R::Open>>>(workers * 2);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Done>>();
+        let (blob_tx, blob_rx) = crossbeam_channel::bounded::<Vec<Encoded>>(workers * 2);
         let shared = &shared;
+        let (entry_tx, entry_rx) = crossbeam_channel::bounded(ENTRY_BATCHES);
+        s.spawn(move || list(shared, entries, &entry_tx));
+        let (tree_tx, tree_rx) = crossbeam_channel::bounded(TREES_AHEAD);
+        let (backend_ref, cipher_ref) = (&backend, &cipher);
+        s.spawn(move || read_ahead(shared, backend_ref, cipher_ref, parent_subtrees, &tree_tx));
         let packing = s.spawn(move || {
             let mut packer = packer;
-            for blob in blob_rx {
+            for blob in blob_rx.iter().flatten() {
                 if let Err(e) = packer.add(blob) {
                     shared.fail(e.to_string());
                     return Err(e);
@@ -140,17 +167,22 @@ where
         let mut walk = Walk {
             shared,
             jobs: job_tx,
+            pending: Vec::new(),
+            pending_bytes: 0,
             done: done_rx,
             blobs: blob_tx,
             codec: tree_codec,
             backend: &backend,
             cipher: &cipher,
+            trees_ahead: Some(tree_rx),
             frames: Vec::new(),
             stack: Vec::new(),
             root: None,
             counts: Counts::default(),
         };
-        let walked = walk.run(source, request, parent_root);
+        let walked = walk.run(&entry_rx, request, parent_root);
+        // Whatever the walk did not take, the readers stop on.
+        drop(entry_rx);
         let Walk {
             jobs,
             blobs,
@@ -245,6 +277,64 @@ fn find_parent(
         .max_by(|a, b| a.time.cmp(&b.time))
 }
 
+/// Lists the source for the walk, in batches, until it ends, the walk
+/// stops taking them, or the archive fails.
+fn list<I, O>(shared: &Shared, entries: I, out: &Sender<Vec<EntryResult<O>>>)
+where
+    I: Iterator<Item = EntryResult<O>>,
+{
+    let mut batch = Vec::with_capacity(ENTRY_BATCH);
+    for entry in entries {
+        batch.push(entry);
+        if batch.len() == ENTRY_BATCH {
+            if shared.stopped() || out.send(std::mem::take(&mut batch)).is_err() {
+                return;
+            }
+            batch.reserve(ENTRY_BATCH);
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(batch);
+    }
+}
+
+type EntryResult<O> = rustic_core::RusticResult<ReadSourceEntry<O>>;
+
+/// The subtrees of a tree's directories, in name order.
+fn subtrees(tree: &Tree) -> Vec<TreeId> {
+    tree.nodes
+        .iter()
+        .filter(|n| n.is_dir())
+        .filter_map(|n| n.subtree)
+        .collect()
+}
+
+/// Reads the previous snapshot's trees below `roots` depth first, in name
+/// order: the order in which the walk enters directories, since the
+/// source lists them sorted too. A tree that cannot be read is skipped;
+/// the walk then reads it itself and says what is wrong.
+fn read_ahead(
+    shared: &Shared,
+    backend: &Arc<dyn WriteBackend>,
+    cipher: &aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
+    roots: Vec<TreeId>,
+    out: &Sender<(TreeId, Tree)>,
+) {
+    let mut stack: Vec<TreeId> = roots.into_iter().rev().collect();
+    while let Some(id) = stack.pop() {
+        if shared.stopped() {
+            return;
+        }
+        let Ok(tree) = shared.known.tree(backend, cipher, id) else {
+            continue;
+        };
+        stack.extend(subtrees(&tree).into_iter().rev());
+        if out.send((id, tree)).is_err() {
+            return;
+        }
+    }
+}
+
 /// How the repository cuts files.
 fn cutting(config: &ConfigFile) -> Result<Cutting> {
     Ok(match config.chunker() {
@@ -327,28 +417,70 @@ struct Done {
     node: std::result::Result<Node, String>,
 }
 
-/// A worker: whole files, one at a time.
+/// Stored blobs on their way to the packer, in batches.
+struct Outbox<'a> {
+    packer: &'a Sender<Vec<Encoded>>,
+    batch: Vec<Encoded>,
+    bytes: u64,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(packer: &'a Sender<Vec<Encoded>>) -> Self {
+        Self {
+            packer,
+            batch: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, blob: Encoded) -> std::result::Result<(), String> {
+        self.bytes += blob.bytes.len() as u64;
+        self.batch.push(blob);
+        if self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), String> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.packer
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| "the packer stopped".to_string())
+    }
+}
+
+/// A worker: batches of whole files, one file at a time.
 fn work<O: ReadSourceOpen>(
     shared: &Shared,
     mut codec: Codec,
-    jobs: &Receiver<Job<O>>,
-    done: &Sender<Done>,
-    blobs: &Sender<Encoded>,
+    jobs: &Receiver<Vec<Job<O>>>,
+    done: &Sender<Vec<Done>>,
+    blobs: &Sender<Vec<Encoded>>,
 ) {
-    for job in jobs {
-        let node = if shared.stopped() {
-            Err("stopped".to_string())
-        } else {
-            read_file(shared, &mut codec, job.node, job.open, blobs)
-        };
-        if done
-            .send(Done {
+    let mut outbox = Outbox::new(blobs);
+    for batch in jobs {
+        let mut finished = Vec::with_capacity(batch.len());
+        for job in batch {
+            let node = if shared.stopped() {
+                Err("stopped".to_string())
+            } else {
+                read_file(shared, &mut codec, job.node, job.open, &mut outbox)
+            };
+            finished.push(Done {
                 frame: job.frame,
                 slot: job.slot,
                 node,
-            })
-            .is_err()
-        {
+            });
+        }
+        // The files' blobs are on their way before the files are done.
+        if let Err(e) = outbox.flush() {
+            shared.fail(e);
+        }
+        if done.send(finished).is_err() {
             return;
         }
     }
@@ -359,7 +491,7 @@ fn read_file<O: ReadSourceOpen>(
     codec: &mut Codec,
     mut node: Node,
     open: Option<O>,
-    blobs: &Sender<Encoded>,
+    blobs: &mut Outbox<'_>,
 ) -> std::result::Result<Node, String> {
     let reader = open
         .ok_or_else(|| "no content to read".to_string())?
@@ -380,11 +512,7 @@ fn read_file<O: ReadSourceOpen>(
             let stored = codec
                 .encode(BlobType::Data, raw, chunk)
                 .map_err(|e| e.to_string())
-                .and_then(|blob| {
-                    blobs
-                        .send(blob)
-                        .map_err(|_| "the packer stopped".to_string())
-                });
+                .and_then(|blob| blobs.push(blob));
             if let Err(e) = stored {
                 shared.fail(e.clone());
                 return Err(e);
@@ -462,12 +590,18 @@ impl Frame {
 /// The walk of the source, on the caller's thread.
 struct Walk<'a, O> {
     shared: &'a Shared,
-    jobs: Sender<Job<O>>,
-    done: Receiver<Done>,
-    blobs: Sender<Encoded>,
+    jobs: Sender<Vec<Job<O>>>,
+    /// Files for the next batch, and their size.
+    pending: Vec<Job<O>>,
+    pending_bytes: u64,
+    done: Receiver<Vec<Done>>,
+    blobs: Sender<Vec<Encoded>>,
     codec: Codec,
     backend: &'a Arc<dyn WriteBackend>,
     cipher: &'a aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
+    /// The previous snapshot's trees as [`read_ahead`] reads them; `None`
+    /// once it has no more.
+    trees_ahead: Option<Receiver<(TreeId, Tree)>>,
     frames: Vec<Option<Frame>>,
     /// The open directories, outermost first.
     stack: Vec<usize>,
@@ -488,20 +622,17 @@ fn unchanged(before: &Node, now: &Node) -> bool {
 }
 
 impl<O: ReadSourceOpen> Walk<'_, O> {
-    fn run<R>(
+    fn run(
         &mut self,
-        source: &R,
+        entries: &Receiver<Vec<EntryResult<O>>>,
         request: &ArchiveRequest,
         parent: Option<Tree>,
-    ) -> Result<TreeId>
-    where
-        R: ReadSource<Open = O>,
-    {
+    ) -> Result<TreeId> {
         let root = self.open_frame(None, OsString::new(), None);
         if let Some(frame) = self.frames[root].as_mut() {
             frame.before = parent;
         }
-        for entry in source.entries() {
+        for entry in entries.iter().flatten() {
             if self.shared.stopped() {
                 break;
             }
@@ -527,6 +658,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             }
             self.collect(false)?;
         }
+        self.send_pending()?;
         while let Some(top) = self.stack.pop() {
             self.close(top)?;
         }
@@ -599,11 +731,13 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
                 .filter(|b| b.is_dir())
                 .and_then(|b| b.subtree);
             let before = before_id.and_then(|id| {
-                self.shared
-                    .known
-                    .tree(self.backend, self.cipher, id)
-                    .inspect_err(|e| tracing::warn!("previous snapshot: {e}"))
-                    .ok()
+                self.read_ahead(id).or_else(|| {
+                    self.shared
+                        .known
+                        .tree(self.backend, self.cipher, id)
+                        .inspect_err(|e| tracing::warn!("previous snapshot: {e}"))
+                        .ok()
+                })
             });
             let index = self.open_frame(Some(node), name.clone(), Some((parent, slot)));
             let frame = self.frame(index)?;
@@ -611,6 +745,21 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             frame.before_id = before_id;
         }
         Ok(())
+    }
+
+    /// The tree `id` from [`read_ahead`]. The trees it passes over are
+    /// those of directories that are gone: the walk never asks for them.
+    /// Should the orders ever differ, the reader is drained once and the
+    /// walk reads every tree itself.
+    fn read_ahead(&mut self, id: TreeId) -> Option<Tree> {
+        while let Some(ahead) = &self.trees_ahead {
+            match ahead.recv() {
+                Ok((got, tree)) if got == id => return Some(tree),
+                Ok(_) => {}
+                Err(_) => self.trees_ahead = None,
+            }
+        }
+        None
     }
 
     fn open_frame(
@@ -681,18 +830,24 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         frame.nodes.push(None);
         frame.waiting += 1;
         let slot = frame.nodes.len() - 1;
-        self.send(Job {
+        self.pending_bytes += node.meta.size;
+        self.pending.push(Job {
             frame: index,
             slot,
             node,
             open,
-        })
+        });
+        if self.pending_bytes >= BATCH_BYTES || self.pending.len() >= BATCH_FILES {
+            self.send_pending()?;
+        }
+        Ok(())
     }
 
-    /// Hands a file to the workers, taking in finished files while they
-    /// are all busy.
-    fn send(&mut self, job: Job<O>) -> Result<()> {
-        let mut job = Some(job);
+    /// Hands the pending files to the workers, taking in finished files
+    /// while they are all busy.
+    fn send_pending(&mut self) -> Result<()> {
+        self.pending_bytes = 0;
+        let mut job = Some(std::mem::take(&mut self.pending)).filter(|p| !p.is_empty());
         while let Some(pending) = job.take() {
             let mut select = Select::new();
             let send = select.send(&self.jobs);
@@ -713,7 +868,8 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         Ok(())
     }
 
-    /// Takes in finished files: those ready, or (with `wait`) at least one.
+    /// Takes in finished files: those ready, or (with `wait`) at least one
+    /// batch.
     fn collect(&mut self, wait: bool) -> Result<()> {
         if wait {
             match self.done.recv() {
@@ -730,7 +886,13 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         Ok(())
     }
 
-    fn finished(&mut self, done: Done) -> Result<()> {
+    fn finished(&mut self, batch: Vec<Done>) -> Result<()> {
+        batch
+            .into_iter()
+            .try_for_each(|done| self.finished_file(done))
+    }
+
+    fn finished_file(&mut self, done: Done) -> Result<()> {
         let node = match done.node {
             Ok(node) => Some(node),
             Err(e) => {
@@ -792,7 +954,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             let blob = self
                 .codec
                 .encode(BlobType::Tree, pack::hash(&bytes), &bytes)?;
-            if self.blobs.send(blob).is_err() {
+            if self.blobs.send(vec![blob]).is_err() {
                 let why = "the packer stopped".to_string();
                 self.shared.fail(why.clone());
                 return Err(Error::Other(why));

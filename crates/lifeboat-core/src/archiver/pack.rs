@@ -32,6 +32,18 @@ const MAX_PACK: u64 = 4076 << 20;
 /// How many packs one index file lists at most.
 const PACKS_PER_INDEX: usize = 1000;
 
+/// How many blobs of written packs wait before they are listed in an
+/// index file (restic's full index holds 50,000): a backup of a million
+/// small files then does not keep a million entries until it ends.
+const BLOBS_PER_INDEX: usize = if cfg!(test) { 4 } else { 50_000 };
+
+/// The size of a data pack when the repository does not set one:
+/// restic's default. The pack is gathered in memory before it is written,
+/// so this is most of the memory a backup takes (the repository library's
+/// own default is twice as large).
+/// (Small under test, so that tests make many packs.)
+const DEFAULT_DATA_PACK: u32 = if cfg!(test) { 64 << 10 } else { 16 << 20 };
+
 /// A blob ready for a pack.
 pub(crate) struct Encoded {
     pub(crate) id: [u8; 32],
@@ -233,7 +245,9 @@ pub(crate) struct Packer {
     /// square root of what the repository holds of the type.
     data_target: u64,
     tree_target: u64,
+    /// Packs written and not yet in an index file, and their blobs.
     written: Vec<WrittenPack>,
+    unlisted_blobs: usize,
     pub(crate) added: Added,
 }
 
@@ -247,6 +261,10 @@ impl Packer {
     ) -> Result<Self> {
         let target = |tpe: BlobType, held: u64| {
             let (default, grow, limit) = config.packsize(tpe);
+            let default = match tpe {
+                BlobType::Data => config.datapack_size.unwrap_or(DEFAULT_DATA_PACK),
+                BlobType::Tree => default,
+            };
             (held.isqrt() * u64::from(grow) + u64::from(default))
                 .min(u64::from(limit))
                 .min(MAX_PACK)
@@ -260,6 +278,7 @@ impl Packer {
             data_target: target(BlobType::Data, data_size),
             tree_target: target(BlobType::Tree, tree_size),
             written: Vec::new(),
+            unlisted_blobs: 0,
             added: Added::default(),
         })
     }
@@ -282,14 +301,17 @@ impl Packer {
                 (&mut self.trees, self.tree_target)
             }
         };
+        // A blob that would take the pack past its size goes into the
+        // next one, so that the buffer reserved for a pack is enough.
+        if !open.blobs.is_empty() && (open.bytes.len() + blob.bytes.len()) as u64 > target {
+            self.flush(blob.tpe)?;
+            return self.add(blob);
+        }
         if open.bytes.capacity() == 0 {
-            // Room for the whole pack at once: growing a buffer of tens of
+            // Room for the whole pack at once: growing a buffer of
             // megabytes by doubling copies it and leaves it twice as big.
             let room = usize::try_from(target).unwrap_or(usize::MAX);
-            open.bytes.reserve(
-                room.saturating_add(blob.bytes.len())
-                    .saturating_add(1 << 20),
-            );
+            open.bytes.reserve_exact(room.max(blob.bytes.len()));
         }
         let offset = u32::try_from(open.bytes.len())
             .map_err(|_| Error::Other("a pack grew too large".to_string()))?;
@@ -335,7 +357,11 @@ impl Packer {
         self.backend
             .write_bytes(FileType::Pack, &id, tpe == BlobType::Tree, bytes.into())
             .map_err(|e| Error::Other(format!("writing a pack: {}", e.display_log())))?;
+        self.unlisted_blobs += blobs.len();
         self.written.push(WrittenPack { id, blobs });
+        if self.unlisted_blobs >= BLOBS_PER_INDEX || self.written.len() >= PACKS_PER_INDEX {
+            self.write_index()?;
+        }
         Ok(())
     }
 
@@ -344,6 +370,13 @@ impl Packer {
     pub(crate) fn finish(mut self) -> Result<Added> {
         self.flush(BlobType::Data)?;
         self.flush(BlobType::Tree)?;
+        self.write_index()?;
+        Ok(self.added)
+    }
+
+    /// Lists the packs written since the last index file in a new one.
+    /// They are complete: an index file may name them at any time.
+    fn write_index(&mut self) -> Result<()> {
         for packs in self.written.chunks(PACKS_PER_INDEX) {
             #[derive(Serialize)]
             struct IndexJson<'a> {
@@ -359,7 +392,9 @@ impl Packer {
                 &json,
             )?;
         }
-        Ok(self.added)
+        self.written.clear();
+        self.unlisted_blobs = 0;
+        Ok(())
     }
 }
 

@@ -383,6 +383,7 @@ async fn dump(
         use_parent: false,
         label: Some(crate::dump::DUMP_LABEL.to_string()),
         parent: None,
+        list_ahead: false,
         progress: progress.clone(),
     };
     match from.database {
@@ -476,6 +477,7 @@ async fn run(
         label: None,
         use_parent: reader == Reader::Host,
         parent: pass.parent.clone(),
+        list_ahead: reader == Reader::Host,
         progress: progress.clone(),
     };
 
@@ -682,7 +684,8 @@ fn refetcher(
         let mut entry = entries
             .next()
             .ok_or_else(|| std::io::Error::other("empty archive"))??;
-        read_payload(&mut entry, &spool, &progress)
+        let size = entry.size();
+        read_payload(&mut entry, size, &spool, &progress)
     })
 }
 

@@ -593,6 +593,12 @@ pub(crate) struct ArchiveRequest {
     /// Whether unchanged files may be taken from the previous snapshot of
     /// the same path without reading them.
     pub(crate) use_parent: bool,
+    /// Whether a thread of its own lists the source ahead of the walk:
+    /// worth it where listing is work (a `stat` and the extended
+    /// attributes of each file on the host), not where the source parses
+    /// on a thread of its own already and its entries carry their files'
+    /// content (the engine's archive), which would only wait in memory.
+    pub(crate) list_ahead: bool,
     pub(crate) progress: Arc<TransferProgress>,
 }
 
@@ -1010,6 +1016,7 @@ pub(crate) mod testing {
             label: None,
             parent: None,
             use_parent: false,
+            list_ahead: true,
             progress: Arc::new(TransferProgress::default()),
         }
     }

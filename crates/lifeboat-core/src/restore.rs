@@ -485,13 +485,25 @@ async fn bring_up(
     }
 }
 
-/// Finds the snapshot a request names. `latest` needs the target; an id may
-/// come without one. When both are given they must agree: restoring the
-/// wrong volume's data because of a typo is worse than an error.
+/// Finds the snapshot a request names. `latest` needs the target and is
+/// the newest of this host's snapshots of it: a volume of the same name on
+/// another host holds other data, so one taken there is restored only by
+/// its id (the error names it). An id may come without a target. When both
+/// are given they must agree: restoring the wrong volume's data because of
+/// a typo is worse than an error.
 pub fn resolve_snapshot(
     snapshots: &[SnapshotInfo],
     snapshot: &str,
     target: Option<&str>,
+) -> Result<(SnapshotInfo, TargetSpec)> {
+    resolve_snapshot_on(snapshots, snapshot, target, &crate::host::hostname())
+}
+
+fn resolve_snapshot_on(
+    snapshots: &[SnapshotInfo],
+    snapshot: &str,
+    target: Option<&str>,
+    host: &str,
 ) -> Result<(SnapshotInfo, TargetSpec)> {
     let wanted = target.map(|t| {
         if t.starts_with('/') {
@@ -509,13 +521,27 @@ pub fn resolve_snapshot(
                 "`latest` needs the volume: add --volume NAME".to_string(),
             ));
         };
-        return ours
+        let points: Vec<_> = ours
             .filter(|(_, spec)| {
                 spec.kind == Some(kind) && spec.name == name && spec.is_restore_point()
             })
-            .max_by_key(|(s, _)| s.epoch_seconds())
-            .map(|(s, spec)| (s.clone(), spec))
-            .ok_or_else(|| Error::BadRequest(format!("no snapshot of {name} in the repository")));
+            .collect();
+        let newest = |here: bool| {
+            points
+                .iter()
+                .filter(|(s, _)| (s.hostname == host) == here)
+                .max_by_key(|(s, _)| s.epoch_seconds())
+        };
+        if let Some((s, spec)) = newest(true) {
+            return Ok(((*s).clone(), spec.clone()));
+        }
+        return Err(Error::BadRequest(match newest(false) {
+            Some((elsewhere, _)) => format!(
+                "no snapshot of {name} was taken on this host ({host}); the newest, {}, was taken on {}: restore it by its id if that is the data you want",
+                elsewhere.short_id, elsewhere.hostname
+            ),
+            None => format!("no snapshot of {name} in the repository"),
+        }));
     }
     let matches: Vec<_> = snapshots
         .iter()
@@ -1019,11 +1045,21 @@ mod tests {
                 "2026-01-04T00:00:00+00:00[UTC]",
             ),
         ];
-        let (s, spec) = resolve_snapshot(&snaps, "latest", Some("db")).expect("found");
+        let (s, spec) = resolve_snapshot_on(&snaps, "latest", Some("db"), "h").expect("found");
         assert_eq!(s.id, "bbbb2222");
         assert_eq!(spec.name, "db");
-        assert!(resolve_snapshot(&snaps, "latest", None).is_err());
-        assert!(resolve_snapshot(&snaps, "latest", Some("nope")).is_err());
+        assert!(resolve_snapshot_on(&snaps, "latest", None, "h").is_err());
+        assert!(resolve_snapshot_on(&snaps, "latest", Some("nope"), "h").is_err());
+        // On another host, `latest` is its own: none here is an error that
+        // names the newest elsewhere, which an id still restores.
+        let err =
+            resolve_snapshot_on(&snaps, "latest", Some("db"), "new-host").expect_err("not here");
+        assert!(
+            err.to_string().contains("bbbb2222") && err.to_string().contains("taken on h"),
+            "{err}"
+        );
+        let (s, _) = resolve_snapshot_on(&snaps, "bbbb", Some("db"), "new-host").expect("by id");
+        assert_eq!(s.id, "bbbb2222");
     }
 
     #[test]
@@ -1045,12 +1081,12 @@ mod tests {
                 "2026-01-02T00:00:00+00:00[UTC]",
             ),
         ];
-        assert!(resolve_snapshot(&snaps, "abcd", None).is_err());
-        let (s, _) = resolve_snapshot(&snaps, "abcd1", None).expect("found");
+        assert!(resolve_snapshot_on(&snaps, "abcd", None, "h").is_err());
+        let (s, _) = resolve_snapshot_on(&snaps, "abcd1", None, "h").expect("found");
         assert_eq!(s.id, "abcd1111");
-        let err = resolve_snapshot(&snaps, "abcd1", Some("web")).expect_err("mismatch");
+        let err = resolve_snapshot_on(&snaps, "abcd1", Some("web"), "h").expect_err("mismatch");
         assert!(err.to_string().contains("--to"), "{err}");
-        let err = resolve_snapshot(&snaps, "ffff", None).expect_err("foreign");
+        let err = resolve_snapshot_on(&snaps, "ffff", None, "h").expect_err("foreign");
         assert!(err.to_string().contains("restic"), "{err}");
     }
 }

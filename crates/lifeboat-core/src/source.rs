@@ -403,11 +403,13 @@ type ArchiveItem = RusticResult<ReadSourceEntry<CheckedOpen<Payload>>>;
 
 /// A volume read from the engine's archive stream.
 ///
-/// A parser thread turns the tar stream into entries. The repository library
-/// reads one entry ahead of the one it archives, so each file's content is
+/// A parser thread turns the tar stream into entries. The archiver lists
+/// entries ahead of the one it archives, so each file's content is
 /// taken out of the stream before the next header is read: small files into
 /// memory, large ones into an unlinked spool file. Memory stays bounded by
-/// `QUEUE_DEPTH × MEMORY_LIMIT` whatever the volume holds.
+/// `QUEUE_DEPTH × MEMORY_LIMIT` here, and by the archiver's few batches of
+/// about a megabyte (plus one file each) after it, whatever the volume
+/// holds.
 pub(crate) struct ArchiveSource {
     entries: Mutex<Option<mpsc::Receiver<ArchiveItem>>>,
     parser: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -771,7 +773,7 @@ impl TarParser {
                 (node, Some(payload))
             }
             _ if kind == Kind::File => {
-                let payload = self.take_content(&mut entry).map_err(|e| {
+                let payload = self.take_content(&mut entry, meta.size).map_err(|e| {
                     format!(
                         "reading {:?} from the archive stream: {e}",
                         String::from_utf8_lossy(&joined)
@@ -799,8 +801,8 @@ impl TarParser {
         Ok(Some(ReadSourceEntry { path, node, open }))
     }
 
-    fn take_content(&self, entry: &mut impl Read) -> std::io::Result<Payload> {
-        read_payload(entry, &self.spool_dir, &self.progress)
+    fn take_content(&self, entry: &mut impl Read, size: u64) -> std::io::Result<Payload> {
+        read_payload(entry, size, &self.spool_dir, &self.progress)
     }
 }
 
@@ -815,10 +817,14 @@ fn payload_len(p: &Payload) -> std::io::Result<u64> {
 /// an unlinked spool file otherwise.
 pub(crate) fn read_payload(
     r: &mut impl Read,
+    size: u64,
     spool_dir: &Path,
     progress: &TransferProgress,
 ) -> std::io::Result<Payload> {
-    let mut head = Vec::new();
+    // The header's size, reserved at once: grown by doubling, a buffer
+    // would hold up to twice the file while it waits for the chunker.
+    let reserve = usize::try_from(size.min(MEMORY_LIMIT + 1)).unwrap_or(0);
+    let mut head = Vec::with_capacity(reserve);
     r.by_ref().take(MEMORY_LIMIT + 1).read_to_end(&mut head)?;
     progress
         .bytes_read
@@ -1084,6 +1090,7 @@ mod tests {
         let big = vec![1u8; (MEMORY_LIMIT + 10) as usize];
         let payload = read_payload(
             &mut std::io::Cursor::new(big.clone()),
+            big.len() as u64,
             &std::env::temp_dir(),
             &TransferProgress::default(),
         )

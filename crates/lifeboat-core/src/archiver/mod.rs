@@ -28,7 +28,7 @@ pub(crate) mod pack;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Component, Path};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -45,18 +45,22 @@ use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
 
 /// How many source entries go to the walk at once, and how many such
-/// batches may wait: the lister keeps ahead without holding the tree.
+/// batches may wait: the lister keeps ahead without holding the tree. A
+/// batch also ends at [`BATCH_BYTES`] of files: an entry of the engine
+/// archive's source carries its file's content.
 const ENTRY_BATCH: usize = 128;
-const ENTRY_BATCHES: usize = 8;
+const ENTRY_BATCHES: usize = 2;
 
-/// How many of the previous snapshot's trees may be read ahead.
+/// How many of the previous snapshot's trees may be read ahead, and how
+/// many of their nodes in all (a directory can hold a hundred thousand).
 const TREES_AHEAD: usize = 64;
+const NODES_AHEAD: usize = 100_000;
 
 /// Files go to the workers, and stored blobs to the packer, in batches of
 /// about this many bytes (a larger file or blob goes alone): most files
 /// and blobs are small, and one message each made threads wait on each
 /// other tens of thousands of times a backup.
-const BATCH_BYTES: u64 = 1 << 20;
+const BATCH_BYTES: u64 = 512 << 10;
 /// At most this many files in a batch.
 const BATCH_FILES: usize = 64;
 use crate::repo::ArchiveRequest;
@@ -114,6 +118,7 @@ where
         cutting: cutting(&config)?,
         progress: request.progress.clone(),
         failure: Mutex::new(None),
+        nodes_ahead: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
     };
     let mut codecs = (0..=workers)
@@ -140,15 +145,17 @@ where
                 }
             });
         }
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job<R::Open>>>(workers * 2);
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job<R::Open>>>(workers);
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Done>>();
         let (blob_tx, blob_rx) = crossbeam_channel::bounded::<Vec<Encoded>>(workers * 2);
         let shared = &shared;
-        let (entry_tx, entry_rx) = crossbeam_channel::bounded(ENTRY_BATCHES);
-        s.spawn(move || list(shared, entries, &entry_tx));
         let (tree_tx, tree_rx) = crossbeam_channel::bounded(TREES_AHEAD);
-        let (backend_ref, cipher_ref) = (&backend, &cipher);
-        s.spawn(move || read_ahead(shared, backend_ref, cipher_ref, parent_subtrees, &tree_tx));
+        let reader = TreeReader {
+            shared,
+            backend: &backend,
+            cipher: &cipher,
+        };
+        s.spawn(move || reader.run(parent_subtrees, &tree_tx));
         let packing = s.spawn(move || {
             let mut packer = packer;
             for blob in blob_rx.iter().flatten() {
@@ -175,14 +182,23 @@ where
             backend: &backend,
             cipher: &cipher,
             trees_ahead: Some(tree_rx),
+            tree_passed: None,
             frames: Vec::new(),
             stack: Vec::new(),
             root: None,
             counts: Counts::default(),
         };
-        let walked = walk.run(&entry_rx, request, parent_root);
-        // Whatever the walk did not take, the readers stop on.
-        drop(entry_rx);
+        let walked = if request.list_ahead {
+            let (entry_tx, entry_rx) = crossbeam_channel::bounded(ENTRY_BATCHES);
+            s.spawn(move || list(shared, entries, &entry_tx));
+            walk.run(entry_rx.iter().flatten(), request, parent_root)
+            // Dropped here, the receiver stops the lister.
+        } else {
+            walk.run(entries, request, parent_root)
+        }
+        .inspect_err(|e| shared.fail(e.to_string()));
+        // The tree reader stops when its receiver is gone.
+        walk.trees_ahead = None;
         let Walk {
             jobs,
             blobs,
@@ -284,13 +300,21 @@ where
     I: Iterator<Item = EntryResult<O>>,
 {
     let mut batch = Vec::with_capacity(ENTRY_BATCH);
+    let mut bytes = 0;
     for entry in entries {
+        if shared.stopped() {
+            return;
+        }
+        if let Ok(e) = &entry {
+            bytes += e.node.meta.size;
+        }
         batch.push(entry);
-        if batch.len() == ENTRY_BATCH {
-            if shared.stopped() || out.send(std::mem::take(&mut batch)).is_err() {
+        if batch.len() == ENTRY_BATCH || bytes >= BATCH_BYTES {
+            if out.send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
             batch.reserve(ENTRY_BATCH);
+            bytes = 0;
         }
     }
     if !batch.is_empty() {
@@ -300,37 +324,64 @@ where
 
 type EntryResult<O> = rustic_core::RusticResult<ReadSourceEntry<O>>;
 
-/// The subtrees of a tree's directories, in name order.
-fn subtrees(tree: &Tree) -> Vec<TreeId> {
+/// The subtrees of a tree's directories, in name order, with their names.
+fn subtrees(tree: &Tree) -> Vec<(String, TreeId)> {
     tree.nodes
         .iter()
         .filter(|n| n.is_dir())
-        .filter_map(|n| n.subtree)
+        .filter_map(|n| Some((n.name.clone(), n.subtree?)))
         .collect()
 }
 
-/// Reads the previous snapshot's trees below `roots` depth first, in name
-/// order: the order in which the walk enters directories, since the
-/// source lists them sorted too. A tree that cannot be read is skipped;
-/// the walk then reads it itself and says what is wrong.
-fn read_ahead(
-    shared: &Shared,
-    backend: &Arc<dyn WriteBackend>,
-    cipher: &aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
-    roots: Vec<TreeId>,
-    out: &Sender<(TreeId, Tree)>,
-) {
-    let mut stack: Vec<TreeId> = roots.into_iter().rev().collect();
-    while let Some(id) = stack.pop() {
-        if shared.stopped() {
-            return;
-        }
-        let Ok(tree) = shared.known.tree(backend, cipher, id) else {
-            continue;
-        };
-        stack.extend(subtrees(&tree).into_iter().rev());
-        if out.send((id, tree)).is_err() {
-            return;
+/// A tree of the previous snapshot, read ahead: where it is (the names
+/// of the directories down to it), its id, and it (or why not).
+struct TreeAhead {
+    path: Vec<String>,
+    id: TreeId,
+    tree: Result<Tree>,
+}
+
+/// Reads the previous snapshot's trees ahead of the walk.
+struct TreeReader<'a> {
+    shared: &'a Shared,
+    backend: &'a Arc<dyn WriteBackend>,
+    cipher: &'a aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
+}
+
+impl TreeReader<'_> {
+    /// Reads the trees below `roots` (the root's subtrees) depth first, in
+    /// name order: the order in which the walk enters directories, since
+    /// the source lists them sorted too. Paths in that order only grow.
+    fn run(&self, roots: Vec<(String, TreeId)>, out: &Sender<TreeAhead>) {
+        let mut stack: Vec<(Vec<String>, TreeId)> = roots
+            .into_iter()
+            .rev()
+            .map(|(name, id)| (vec![name], id))
+            .collect();
+        while let Some((path, id)) = stack.pop() {
+            while self.shared.nodes_ahead.load(Ordering::Relaxed) > NODES_AHEAD {
+                if self.shared.stopped() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if self.shared.stopped() {
+                return;
+            }
+            let tree = self.shared.known.tree(self.backend, self.cipher, id);
+            if let Ok(tree) = &tree {
+                self.shared
+                    .nodes_ahead
+                    .fetch_add(tree.nodes.len(), Ordering::Relaxed);
+                stack.extend(subtrees(tree).into_iter().rev().map(|(name, sub)| {
+                    let mut below = path.clone();
+                    below.push(name);
+                    (below, sub)
+                }));
+            }
+            if out.send(TreeAhead { path, id, tree }).is_err() {
+                return;
+            }
         }
     }
 }
@@ -367,6 +418,9 @@ struct Shared {
     progress: Arc<TransferProgress>,
     /// Why the archive cannot complete; everyone stops.
     failure: Mutex<Option<String>>,
+    /// The nodes of the trees [`TreeReader`] has read and the walk not
+    /// yet taken.
+    nodes_ahead: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -560,6 +614,9 @@ struct Frame {
     /// Its node, in its parent's tree; `None` for the root.
     node: Option<Node>,
     name: OsString,
+    /// The names of its node and of those above it, from the root's
+    /// first child: where [`TreeReader`] finds the previous version.
+    path: Vec<String>,
     /// Where its node goes: the parent frame and slot.
     up: Option<(usize, usize)>,
     nodes: Vec<Option<Node>>,
@@ -599,9 +656,11 @@ struct Walk<'a, O> {
     codec: Codec,
     backend: &'a Arc<dyn WriteBackend>,
     cipher: &'a aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
-    /// The previous snapshot's trees as [`read_ahead`] reads them; `None`
+    /// The previous snapshot's trees as [`TreeReader`] reads them; `None`
     /// once it has no more.
-    trees_ahead: Option<Receiver<(TreeId, Tree)>>,
+    trees_ahead: Option<Receiver<TreeAhead>>,
+    /// A tree read ahead for a directory further on.
+    tree_passed: Option<TreeAhead>,
     frames: Vec<Option<Frame>>,
     /// The open directories, outermost first.
     stack: Vec<usize>,
@@ -624,7 +683,7 @@ fn unchanged(before: &Node, now: &Node) -> bool {
 impl<O: ReadSourceOpen> Walk<'_, O> {
     fn run(
         &mut self,
-        entries: &Receiver<Vec<EntryResult<O>>>,
+        entries: impl Iterator<Item = EntryResult<O>>,
         request: &ArchiveRequest,
         parent: Option<Tree>,
     ) -> Result<TreeId> {
@@ -632,7 +691,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         if let Some(frame) = self.frames[root].as_mut() {
             frame.before = parent;
         }
-        for entry in entries.iter().flatten() {
+        for entry in entries {
             if self.shared.stopped() {
                 break;
             }
@@ -725,13 +784,15 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
                 frame.nodes.len() - 1
             };
             // The previous snapshot's directory of that name.
-            let before_id = self
-                .frame(parent)?
+            let parent_frame = self.frame(parent)?;
+            let before_id = parent_frame
                 .before(&node.name)
                 .filter(|b| b.is_dir())
                 .and_then(|b| b.subtree);
+            let mut path = parent_frame.path.clone();
+            path.push(node.name.clone());
             let before = before_id.and_then(|id| {
-                self.read_ahead(id).or_else(|| {
+                self.read_ahead(&path, id).or_else(|| {
                     self.shared
                         .known
                         .tree(self.backend, self.cipher, id)
@@ -741,25 +802,47 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             });
             let index = self.open_frame(Some(node), name.clone(), Some((parent, slot)));
             let frame = self.frame(index)?;
+            frame.path = path;
             frame.before = before;
             frame.before_id = before_id;
         }
         Ok(())
     }
 
-    /// The tree `id` from [`read_ahead`]. The trees it passes over are
-    /// those of directories that are gone: the walk never asks for them.
-    /// Should the orders ever differ, the reader is drained once and the
-    /// walk reads every tree itself.
-    fn read_ahead(&mut self, id: TreeId) -> Option<Tree> {
-        while let Some(ahead) = &self.trees_ahead {
-            match ahead.recv() {
-                Ok((got, tree)) if got == id => return Some(tree),
-                Ok(_) => {}
-                Err(_) => self.trees_ahead = None,
+    /// The tree `id` of the directory at `path`, from [`TreeReader`]:
+    /// `None` when it has none for it (it could not read it, or it has
+    /// passed it), and the walk reads it itself. The trees of paths before
+    /// `path` are of directories the walk passed over; one further on
+    /// waits for its turn.
+    fn read_ahead(&mut self, path: &[String], id: TreeId) -> Option<Tree> {
+        loop {
+            let ahead = match self.tree_passed.take() {
+                Some(ahead) => ahead,
+                None => {
+                    let received = self.trees_ahead.as_ref()?.recv();
+                    let Ok(ahead) = received else {
+                        self.trees_ahead = None;
+                        return None;
+                    };
+                    if let Ok(tree) = &ahead.tree {
+                        self.shared
+                            .nodes_ahead
+                            .fetch_sub(tree.nodes.len(), Ordering::Relaxed);
+                    }
+                    ahead
+                }
+            };
+            match ahead.path.as_slice().cmp(path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return ahead.tree.ok().filter(|_| ahead.id == id);
+                }
+                std::cmp::Ordering::Greater => {
+                    self.tree_passed = Some(ahead);
+                    return None;
+                }
             }
         }
-        None
     }
 
     fn open_frame(
@@ -771,6 +854,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         self.frames.push(Some(Frame {
             node,
             name,
+            path: Vec::new(),
             up,
             nodes: Vec::new(),
             waiting: 0,

@@ -287,6 +287,17 @@ impl Packer {
     pub(crate) fn add(&mut self, blob: Encoded) -> Result<()> {
         let length = u32::try_from(blob.bytes.len())
             .map_err(|_| Error::Other("a stored blob is too large".to_string()))?;
+        // A blob that would take the pack, header included, past its size
+        // goes into the next one: the buffer reserved for a pack is then
+        // enough, and no pack is copied to grow it.
+        let (open, target) = match blob.tpe {
+            BlobType::Data => (&self.data, self.data_target),
+            BlobType::Tree => (&self.trees, self.tree_target),
+        };
+        let full = open.bytes.len() + blob.bytes.len() + stored_header_len(open.blobs.len() + 1);
+        if !open.blobs.is_empty() && full as u64 > target {
+            self.flush(blob.tpe)?;
+        }
         let (open, target) = match blob.tpe {
             BlobType::Data => {
                 self.added.data_blobs += 1;
@@ -301,17 +312,12 @@ impl Packer {
                 (&mut self.trees, self.tree_target)
             }
         };
-        // A blob that would take the pack past its size goes into the
-        // next one, so that the buffer reserved for a pack is enough.
-        if !open.blobs.is_empty() && (open.bytes.len() + blob.bytes.len()) as u64 > target {
-            self.flush(blob.tpe)?;
-            return self.add(blob);
-        }
         if open.bytes.capacity() == 0 {
             // Room for the whole pack at once: growing a buffer of
             // megabytes by doubling copies it and leaves it twice as big.
             let room = usize::try_from(target).unwrap_or(usize::MAX);
-            open.bytes.reserve_exact(room.max(blob.bytes.len()));
+            open.bytes
+                .reserve_exact(room.max(blob.bytes.len() + stored_header_len(1)));
         }
         let offset = u32::try_from(open.bytes.len())
             .map_err(|_| Error::Other("a pack grew too large".to_string()))?;
@@ -365,8 +371,8 @@ impl Packer {
         Ok(())
     }
 
-    /// Writes the last packs, then the index files that list every pack
-    /// written: only then may a snapshot refer to their blobs.
+    /// Writes the last packs, then an index file for the packs not yet in
+    /// one: only then may a snapshot refer to their blobs.
     pub(crate) fn finish(mut self) -> Result<Added> {
         self.flush(BlobType::Data)?;
         self.flush(BlobType::Tree)?;
@@ -396,6 +402,12 @@ impl Packer {
         self.unlisted_blobs = 0;
         Ok(())
     }
+}
+
+/// The most a pack's header of `blobs` blobs takes in the pack: an entry
+/// of at most 41 bytes a blob, sealed (a nonce and a tag), and its length.
+fn stored_header_len(blobs: usize) -> usize {
+    blobs * 41 + 32 + 4
 }
 
 /// A pack's header, before encryption: for each blob its type (compressed
@@ -499,5 +511,9 @@ mod tests {
         assert_eq!(h[37], 3);
         assert_eq!(&h[38..42], &50u32.to_le_bytes());
         assert_eq!(&h[42..46], &300u32.to_le_bytes());
+        // What a pack reserves for its header is enough for any blobs.
+        let cipher = crate::crypto::cipher(&MasterKey::new());
+        let sealed = seal(&cipher, &h).expect("sealed");
+        assert!(sealed.len() + 4 <= stored_header_len(blobs.len()));
     }
 }

@@ -580,15 +580,11 @@ impl<'a> Reader<'a> {
             MountType::Npipe => spec.source,
             MountType::Anonymous | MountType::Tmpfs => None,
         };
-        let in_project = relative
-            && source
-                .as_deref()
-                .is_some_and(|s| Path::new(s).starts_with(&self.dir));
         Ok(Some(Mount {
             source,
             read_only: spec.read_only,
             tmpfs_size: spec.tmpfs_size,
-            in_project,
+            relative_to: relative.then(|| self.dir.clone()),
             ..Mount::new(kind, &spec.target)
         }))
     }

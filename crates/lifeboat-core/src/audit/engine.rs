@@ -70,7 +70,11 @@ pub async fn engine_stack(
         }
     }
     stack.inspect_bind_sources();
-    let remapping = engine.user_remapping().await?;
+    // Owners are judged only on an engine known to map no users.
+    let remapping = engine.user_remapping().await.unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        Some("a user mapping not known here (the engine's information could not be read)")
+    });
     read_mount_roots(&mut stack, inventory, remapping);
     attach_backups(&mut stack, inventory, snapshots, config);
     Ok(stack)

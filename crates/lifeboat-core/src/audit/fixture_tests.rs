@@ -212,17 +212,22 @@ fn a_project_kept_in_a_system_directory_may_mount_its_own_files() -> Result<()> 
         .collect();
     assert_eq!(flagged, [("LB006", Some("/etc"))]);
 
-    // The project's own directory still counts when it is a system one.
-    let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - .:/config\n";
+    // A project kept in a system directory itself gets no such pass:
+    // its files are the system's.
+    let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - .:/config\n      - ./ssh:/etc/ssh\n";
     let stack = compose::parse(
         text,
         Path::new("/etc/compose.yaml"),
         &ComposeOptions::default(),
     )?;
-    let rules: Vec<&str> = audit(&stack, SystemTime::now())
+    let findings = audit(&stack, SystemTime::now());
+    let flagged: Vec<(&str, Option<&str>)> = findings
         .iter()
-        .map(|f| f.rule)
+        .map(|f| (f.rule, f.path.as_deref()))
         .collect();
-    assert_eq!(rules, ["LB006"]);
+    assert_eq!(
+        flagged,
+        [("LB006", Some("/etc")), ("LB006", Some("/etc/ssh"))]
+    );
     Ok(())
 }

@@ -109,11 +109,10 @@ pub struct Mount {
     pub tmpfs_size: Option<TmpfsSize>,
     /// For binds: whether the host path is a single file, when known.
     pub host_is_file: Option<bool>,
-    /// For binds in a compose file: the source was written relative to
-    /// the file (`./data`) and stays inside its directory. Where the
-    /// project lives (`/usr/src/app`, `/etc/stacks/web`) is not a choice
-    /// the mount makes.
-    pub in_project: bool,
+    /// For binds in a compose file whose source was written relative to
+    /// the file (`./data`): the directory it is relative to. Where the
+    /// project lives (`/usr/src/app`) is not a choice the mount makes.
+    pub relative_to: Option<PathBuf>,
     /// Who owns the root of the mount: engine only.
     pub owner: Option<Owner>,
     /// The contents of `PG_VERSION` in the PostgreSQL data directory on
@@ -358,7 +357,7 @@ impl Mount {
             read_only: false,
             tmpfs_size: None,
             host_is_file: None,
-            in_project: false,
+            relative_to: None,
             owner: None,
             pg_version: None,
             line: None,

@@ -14,6 +14,7 @@ use super::compose::split_words;
 use super::model::{Mount, MountType, Origin, Owner, Service, Stack, VolumeDecl};
 use super::{Finding, Severity};
 use crate::inventory::{self, Content};
+use crate::tmpfs::TmpfsSize;
 
 /// A rule of the audit.
 #[derive(Clone, Debug, Serialize)]
@@ -360,7 +361,7 @@ fn database(service: &Service) -> Option<Content> {
     let tool = inventory::image_base(image)
         .split(['-', '_', '.'])
         .any(|word| TOOL_WORDS.contains(&word));
-    (!tool && !Invocation::of(service).runs_client()).then_some(content)
+    (!tool && runs(service) != Runs::Client).then_some(content)
 }
 
 /// Words in an image's name that make it a tool around a database rather
@@ -415,10 +416,21 @@ const CLIENT_PROGRAMS: &[&str] = &[
 /// with `-c SCRIPT`, the script says what runs.
 const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh"];
 
-/// Programs that start in front of the real one and hand over to it.
-const WRAPPERS: &[&str] = &["docker-entrypoint.sh", "tini", "dumb-init", "--"];
+/// Programs that start in front of the real one and hand over to it, and
+/// words a shell puts in front of a program: after them comes the
+/// program. `gosu` and `su-exec` take a user first.
+const WRAPPERS: &[&str] = &[
+    "docker-entrypoint.sh",
+    "tini",
+    "dumb-init",
+    "--",
+    "exec",
+    "nohup",
+    "env",
+];
+const USER_WRAPPERS: &[&str] = &["gosu", "su-exec"];
 
-/// The database servers' own programs, as a shell script names them.
+/// The database servers' own programs.
 const SERVER_PROGRAMS: &[&str] = &[
     "postgres",
     "postmaster",
@@ -433,83 +445,163 @@ const SERVER_PROGRAMS: &[&str] = &[
     "mongod",
 ];
 
-/// What a service runs: the words of its entrypoint and command, past
-/// the wrappers that hand over to them.
-struct Invocation {
-    words: Vec<String>,
-    /// The words are a shell's `-c` script: a program can be anywhere
-    /// in them, after `exec`, `set -e;` or a first command.
-    script: bool,
+/// What a command line runs, as far as the audit can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runs {
+    /// A database server's program, or a script that starts one.
+    Server,
+    /// A client, a bare shell, or a script that starts no server.
+    Client,
+    /// Something else: an image's own start script, say.
+    Unknown,
 }
 
-impl Invocation {
-    fn of(service: &Service) -> Self {
-        let argv: Vec<&String> = service
-            .entrypoint
-            .iter()
-            .chain(&service.command)
-            .skip_while(|w| WRAPPERS.contains(&file_name(Path::new(w))))
-            .collect();
-        let is_shell = argv
-            .first()
-            .is_some_and(|w| SHELLS.contains(&file_name(Path::new(w))));
-        // `-c`, `-ec`, `-xc`: the script is the first word after the flags.
-        let script = argv
-            .iter()
-            .skip(1)
-            .take_while(|w| w.starts_with('-'))
-            .any(|w| !w.starts_with("--") && w.contains('c'))
-            .then(|| argv.iter().skip(1).find(|w| !w.starts_with('-')))
-            .flatten()
-            .filter(|_| is_shell);
-        match script {
-            Some(script) => Self {
-                words: script_words(script),
-                script: true,
-            },
-            None => Self {
-                words: argv.into_iter().cloned().collect(),
-                script: false,
-            },
-        }
-    }
-
-    /// Whether it runs a client or a script rather than the server: a
-    /// client program first, a bare shell, or a script that starts no
-    /// server.
-    fn runs_client(&self) -> bool {
-        if self.script {
-            return !self
-                .words
-                .iter()
-                .any(|w| SERVER_PROGRAMS.contains(&file_name(Path::new(w))));
-        }
-        self.words.first().is_some_and(|w| {
-            let program = file_name(Path::new(w));
-            CLIENT_PROGRAMS.contains(&program) || SHELLS.contains(&program)
-        })
+/// What a service runs. The entrypoint and command together decide,
+/// unless they say nothing: then the command alone, which an image's
+/// own entrypoint script usually runs when it is not the server (a
+/// backup job's `pg_dump` under bitnami's entrypoint).
+fn runs(service: &Service) -> Runs {
+    let whole: Vec<String> = service
+        .entrypoint
+        .iter()
+        .chain(&service.command)
+        .cloned()
+        .collect();
+    match judge(&whole) {
+        Runs::Unknown if !service.entrypoint.is_empty() => judge(&service.command),
+        other => other,
     }
 }
 
-/// A shell script's words, with `;`, `&&`, `||`, `|` and parentheses
-/// taken as the separators they are (`a;b` is `a`, `b`; a quoted one is
-/// taken so too, which only splits a word that names no program); quoted
-/// empty words (`--save ''`) stay.
-fn script_words(script: &str) -> Vec<String> {
-    let separator = |c: char| matches!(c, ';' | '&' | '|' | '(' | ')');
-    split_words(script)
-        .into_iter()
-        .flat_map(|word| {
-            if word.contains(separator) {
-                word.split(separator)
-                    .filter(|part| !part.is_empty())
-                    .map(String::from)
-                    .collect()
-            } else {
-                vec![word]
+fn judge(argv: &[String]) -> Runs {
+    let Some((program, rest)) = program_of(argv) else {
+        return Runs::Unknown;
+    };
+    let name = file_name(Path::new(program));
+    if SHELLS.contains(&name) {
+        return match shell_script(rest) {
+            Some((script, args)) => {
+                let server = simple_commands(script)
+                    .iter()
+                    .any(|c| judge(&expand_args(c, args)) == Runs::Server);
+                if server { Runs::Server } else { Runs::Client }
             }
+            None => Runs::Client,
+        };
+    }
+    if SERVER_PROGRAMS.contains(&name) {
+        Runs::Server
+    } else if CLIENT_PROGRAMS.contains(&name) {
+        Runs::Client
+    } else {
+        Runs::Unknown
+    }
+}
+
+/// The program a command line runs, past the wrappers in front of it and
+/// variable assignments (`PGUSER=x psql`), with its arguments.
+fn program_of(argv: &[String]) -> Option<(&str, &[String])> {
+    let mut i = 0;
+    while let Some(word) = argv.get(i) {
+        let name = file_name(Path::new(word));
+        if USER_WRAPPERS.contains(&name) {
+            i += 2;
+        } else if WRAPPERS.contains(&name)
+            || (word.contains('=') && !word.starts_with('-'))
+            || (i > 0 && file_name(Path::new(&argv[i - 1])) == "env" && word.starts_with('-'))
+        {
+            i += 1;
+        } else {
+            return Some((word, &argv[i + 1..]));
+        }
+    }
+    None
+}
+
+/// A shell's `-c SCRIPT [ARG0 ARGS...]` (`-c`, `-ec`, `-xc`): the script
+/// and the words after it, which it sees as `$0`, `$1`, ...
+fn shell_script(args: &[String]) -> Option<(&str, &[String])> {
+    let flags = args.iter().take_while(|w| w.starts_with('-')).count();
+    let has_c = args[..flags]
+        .iter()
+        .any(|w| !w.starts_with("--") && w.contains('c'));
+    let script = args.get(flags).filter(|_| has_c)?;
+    Some((script, &args[flags + 1..]))
+}
+
+/// A simple command of a script with `"$@"`, `"$*"` and `$1`...`$9`
+/// replaced by the script's arguments (`args[0]` is `$0`).
+fn expand_args(command: &[String], args: &[String]) -> Vec<String> {
+    command
+        .iter()
+        .flat_map(|word| match word.as_str() {
+            "$@" | "$*" => args.iter().skip(1).cloned().collect(),
+            positional => match positional
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) => args.get(n).cloned().into_iter().collect(),
+                None => vec![word.clone()],
+            },
         })
         .collect()
+}
+
+/// A shell script as its simple commands, split at `;`, `&`, `|`,
+/// parentheses and new lines (a quoted one splits too, which only cuts a
+/// word that names no program); quoted empty words (`--save ''`) stay.
+fn simple_commands(script: &str) -> Vec<Vec<String>> {
+    let separator = |c: char| matches!(c, ';' | '&' | '|' | '(' | ')');
+    let mut commands = vec![Vec::new()];
+    let words = script
+        .lines()
+        .flat_map(|line| std::iter::once(";".to_string()).chain(split_words(line)));
+    for word in words {
+        if !word.contains(separator) {
+            if let Some(current) = commands.last_mut() {
+                current.push(word);
+            }
+            continue;
+        }
+        let mut parts = word.split(separator).peekable();
+        while let Some(part) = parts.next() {
+            if !part.is_empty()
+                && let Some(current) = commands.last_mut()
+            {
+                current.push(part.to_string());
+            }
+            if parts.peek().is_some() {
+                commands.push(Vec::new());
+            }
+        }
+    }
+    commands.retain(|c| !c.is_empty());
+    commands
+}
+
+/// The words that start the server: the simple command of a script that
+/// runs it, or the whole command line.
+fn server_words(service: &Service) -> Vec<String> {
+    let whole: Vec<String> = service
+        .entrypoint
+        .iter()
+        .chain(&service.command)
+        .cloned()
+        .collect();
+    let script = program_of(&whole).and_then(|(program, rest)| {
+        SHELLS
+            .contains(&file_name(Path::new(program)))
+            .then(|| shell_script(rest))
+            .flatten()
+    });
+    match script {
+        Some((script, args)) => simple_commands(script)
+            .iter()
+            .map(|c| expand_args(c, args))
+            .find(|c| judge(c) == Runs::Server)
+            .unwrap_or_default(),
+        None => whole,
+    }
 }
 
 /// Where a database service keeps data that matters, and on what. `None`
@@ -572,7 +664,7 @@ fn data_dir(service: &Service, content: Content) -> Option<String> {
 /// Whether a Redis runs with snapshots off (`--save ""`) and no
 /// append-only file: it keeps nothing on disk.
 fn redis_keeps_nothing(service: &Service) -> bool {
-    let words = &Invocation::of(service).words;
+    let words = &server_words(service);
     let saves_off = words
         .windows(2)
         .any(|w| w[0] == "--save" && (w[1].is_empty() || w[1] == "''" || w[1] == "\"\""));
@@ -879,13 +971,21 @@ fn tmpfs_without_size(rule: &Rule, stack: &Stack, _now: i64) -> Vec<Finding> {
     let mut findings = Vec::new();
     for s in &stack.services {
         for m in &s.mounts {
-            if m.kind != MountType::Tmpfs || m.tmpfs_size.is_some() {
+            if m.kind != MountType::Tmpfs {
                 continue;
             }
-            let message = format!(
-                "{}: tmpfs at {} has no size limit: what is written there takes the host's memory",
-                s.name, m.target
-            );
+            let message = match m.tmpfs_size {
+                None => format!(
+                    "{}: tmpfs at {} has no size limit: what is written there takes the host's memory",
+                    s.name, m.target
+                ),
+                // Half the memory is the kernel's default: no limit at all.
+                Some(TmpfsSize::Percent(percent)) if percent >= 50 => format!(
+                    "{}: tmpfs at {} may take {percent}% of the host's memory, no less than with no size limit",
+                    s.name, m.target
+                ),
+                Some(_) => continue,
+            };
             let fix = if is_compose(stack) {
                 format!(
                     "set a size: `- \"{}:size=64m\"` under `tmpfs:`, or `tmpfs: {{size: 64m}}` in the long syntax",
@@ -935,15 +1035,17 @@ fn is_engine_socket(path: &Path) -> bool {
 /// Why a bind of `m`'s source is sensitive, if it is.
 fn bind_sensitivity(m: &Mount) -> Option<&'static str> {
     let source = m.source_path()?;
-    // A project kept in a system directory (/usr/src/app, /etc/stacks)
-    // makes its own files no part of the system: only the directory
-    // itself counts (a compose file in /etc mounting `.`).
-    let in_system_dir = || {
-        SYSTEM_DIRS
-            .iter()
-            .any(|d| source.starts_with(d) && source != Path::new(d))
-    };
-    if m.in_project && !is_engine_socket(source) && in_system_dir() {
+    // A project kept below a system directory (/usr/src/app,
+    // /etc/stacks/web) makes its own files no part of the system. One
+    // kept in a system directory itself (a compose file in /etc) does
+    // not, nor does a source that leaves the project (`../../etc`).
+    let own_file_of_a_project_below_the_system = m.relative_to.as_deref().is_some_and(|dir| {
+        source.starts_with(dir)
+            && SYSTEM_DIRS
+                .iter()
+                .any(|d| dir.starts_with(d) && dir != Path::new(d))
+    });
+    if own_file_of_a_project_below_the_system && !is_engine_socket(source) {
         return None;
     }
     sensitivity(source, m.read_only)
@@ -1259,7 +1361,9 @@ fn backup_missing_or_stale(rule: &Rule, stack: &Stack, now: i64) -> Vec<Finding>
         .iter()
         .filter_map(|v| {
             let backup = v.backup?;
-            let users = users_of(stack, v);
+            let mut users = users_of(stack, v);
+            // A writer first: the finding is about the data it writes.
+            users.sort_by_key(|(_, m)| m.read_only);
             let (subject, path, line) = match users.first() {
                 Some((s, m)) => (s.name.as_str(), Some(m.target.as_str()), m.line.or(s.line)),
                 None => (v.name.as_str(), None, v.line),
@@ -1515,7 +1619,6 @@ mod layout_tests {
 mod tests {
     use super::*;
     use crate::audit::{BackupState, Location};
-    use crate::tmpfs::TmpfsSize;
 
     const NOW: i64 = 1_750_000_000;
     const DAY: u64 = 86_400;
@@ -1637,6 +1740,35 @@ mod tests {
         );
         assert_eq!(database(&with(&["docker-entrypoint.sh"], &["psql"])), None);
         assert_eq!(database(&with(&[], &["bash"])), None);
+        // Regression: a script that only names the server's user or host
+        // is still a client's.
+        assert_eq!(
+            database(&with(
+                &[],
+                &[
+                    "sh",
+                    "-c",
+                    "pg_dump -U postgres -h postgres shop > /b/shop.sql"
+                ]
+            )),
+            None
+        );
+        assert_eq!(
+            database(&with(
+                &[],
+                &["env", "-i", "PGPASSWORD=x", "psql", "-h", "db"]
+            )),
+            None
+        );
+        // An image's own entrypoint runs the command it is given.
+        let bitnami_dump = Service {
+            image: Some("bitnami/postgresql:16".into()),
+            ..with(
+                &["/opt/bitnami/scripts/postgresql/entrypoint.sh"],
+                &["pg_dump", "-h", "db"],
+            )
+        };
+        assert_eq!(database(&bitnami_dump), None);
         assert_eq!(
             database(&with(
                 &[],
@@ -1653,6 +1785,17 @@ mod tests {
             with(&[], &["sh", "-c", "exec postgres -c fsync=on"]),
             with(&["/bin/sh", "-c"], &["sleep 5 && postgres"]),
             with(&["tini", "--", "docker-entrypoint.sh"], &["postgres"]),
+            with(
+                &["docker-entrypoint.sh"],
+                &[
+                    "sh",
+                    "-c",
+                    "exec docker-entrypoint.sh \"$@\"",
+                    "--",
+                    "postgres",
+                ],
+            ),
+            with(&["gosu", "postgres"], &["postgres"]),
             with(&[], &["postgres", "-c", "max_connections=200"]),
             with(&[], &["-c", "fsync=on"]),
             with(&["docker-entrypoint.sh"], &["postgres"]),
@@ -1689,7 +1832,16 @@ mod tests {
         ]);
         assert_eq!(database(&cache), Some(Content::Redis));
         assert!(database_data(&cache).is_none(), "a cache keeps nothing");
-        assert_eq!(script_words("a;b && c|d ''"), ["a", "b", "c", "d", ""]);
+        assert_eq!(
+            simple_commands("a x;b && c|d ''\n e"),
+            [
+                vec!["a", "x"],
+                vec!["b"],
+                vec!["c"],
+                vec!["d", ""],
+                vec!["e"]
+            ]
+        );
     }
 
     #[test]
@@ -1955,11 +2107,18 @@ mod tests {
                     tmpfs_size: Some(TmpfsSize::Percent(10)),
                     ..mount(MountType::Tmpfs, None, "/tmp")
                 },
+                Mount {
+                    tmpfs_size: Some(TmpfsSize::Percent(50)),
+                    ..mount(MountType::Tmpfs, None, "/var/cache")
+                },
             ],
         )]);
         assert_eq!(
             messages("LB005", &stack),
-            ["web: tmpfs at /run has no size limit: what is written there takes the host's memory"]
+            [
+                "web: tmpfs at /run has no size limit: what is written there takes the host's memory",
+                "web: tmpfs at /var/cache may take 50% of the host's memory, no less than with no size limit",
+            ]
         );
         assert!(run("LB005", &stack)[0].fix.contains("--tmpfs /run:size="));
     }

@@ -1112,6 +1112,85 @@ mod tests {
         }
     }
 
+    /// Directories and fifos at the paths given, below `/b`; listing the
+    /// last one takes `pause` (a slow disk).
+    struct Paths(Vec<(String, NodeType)>, std::time::Duration);
+
+    impl ReadSource for Paths {
+        type Open = Cursor<Vec<u8>>;
+        type Iter = Box<dyn Iterator<Item = RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>> + Send>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
+            let below = self.0.iter().map(|(path, node_type)| {
+                let path = PathBuf::from("/b").join(path);
+                let name = path.file_name().unwrap_or_default().to_os_string();
+                Ok(ReadSourceEntry {
+                    node: Node::new_node(&name, node_type.clone(), Metadata::default()),
+                    path,
+                    open: None,
+                })
+            });
+            let entries: Vec<_> = std::iter::once(Ok(ReadSourceEntry {
+                path: PathBuf::from("/b"),
+                node: root,
+                open: None,
+            }))
+            .chain(below)
+            .collect();
+            let (last, pause) = (entries.len() - 1, self.1);
+            Box::new(entries.into_iter().enumerate().map(move |(i, entry)| {
+                if i == last {
+                    std::thread::sleep(pause);
+                }
+                entry
+            }))
+        }
+    }
+
+    #[test]
+    fn a_backup_ends_though_the_trees_read_ahead_for_it_are_never_taken() -> Result<()> {
+        // Regression: the previous snapshot's trees are read ahead up to
+        // 100,000 nodes; when the directories holding more are gone, the
+        // reader waited for the walk to take them after the walk had
+        // ended, and the backup never finished.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = Arc::new(repo_in(dir.path()));
+        let mut before = vec![("a".to_string(), NodeType::Dir)];
+        for sub in 0..4 {
+            before.push((format!("gone/s{sub}"), NodeType::Dir));
+            before.extend((0..40_000).map(|i| (format!("gone/s{sub}/p{i:05}"), NodeType::Fifo)));
+        }
+        before.insert(1, ("gone".to_string(), NodeType::Dir));
+        let quick = std::time::Duration::ZERO;
+        repo.archive(&Paths(before, quick), &request(), || Ok(()))?;
+
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let second = repo.clone();
+        std::thread::spawn(move || {
+            let request = ArchiveRequest {
+                use_parent: true,
+                ..request()
+            };
+            // The walk waits for its last entry while the reader reads
+            // the gone directories' trees ahead, up to its limit.
+            let source = Paths(
+                vec![("a".to_string(), NodeType::Dir)],
+                std::time::Duration::from_secs(3),
+            );
+            let _ = done_tx.send(second.archive(&source, &request, || Ok(())).map(|s| s.id));
+        });
+        let finished = done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .map_err(|_| Error::Other("the second backup did not end".to_string()))?;
+        finished?;
+        Ok(())
+    }
+
     #[test]
     fn packs_are_listed_in_index_files_as_they_are_written() -> Result<()> {
         // Under test, data packs are 64 KiB and written packs are listed

@@ -43,11 +43,14 @@ use rustic_core::{
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
+use crate::repo::ArchiveRequest;
+use chunker::{Chunker, Cutting};
+use pack::{Codec, Encoded, Packer};
 
 /// How many source entries go to the walk at once, and how many such
 /// batches may wait: the lister keeps ahead without holding the tree. A
-/// batch also ends at [`BATCH_BYTES`] of files: an entry of the engine
-/// archive's source carries its file's content.
+/// batch also ends at [`BATCH_BYTES`] of files, for a source whose
+/// entries carry their content.
 const ENTRY_BATCH: usize = 128;
 const ENTRY_BATCHES: usize = 2;
 
@@ -56,16 +59,13 @@ const ENTRY_BATCHES: usize = 2;
 const TREES_AHEAD: usize = 64;
 const NODES_AHEAD: usize = 100_000;
 
-/// Files go to the workers, and stored blobs to the packer, in batches of
-/// about this many bytes (a larger file or blob goes alone): most files
-/// and blobs are small, and one message each made threads wait on each
-/// other tens of thousands of times a backup.
+/// Files go to the workers, and stored blobs to the packer, in batches
+/// that end once they hold this many bytes: most files and blobs are
+/// small, and one message each made threads wait on each other tens of
+/// thousands of times a backup.
 const BATCH_BYTES: u64 = 512 << 10;
 /// At most this many files in a batch.
 const BATCH_FILES: usize = 64;
-use crate::repo::ArchiveRequest;
-use chunker::{Chunker, Cutting};
-use pack::{Codec, Encoded, Packer};
 
 /// Archives `source` into a snapshot; returns it once it is written (the
 /// caller's backend may still hold it back).
@@ -119,6 +119,7 @@ where
         progress: request.progress.clone(),
         failure: Mutex::new(None),
         nodes_ahead: AtomicUsize::new(0),
+        walked: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     };
     let mut codecs = (0..=workers)
@@ -197,8 +198,10 @@ where
             walk.run(entries, request, parent_root)
         }
         .inspect_err(|e| shared.fail(e.to_string()));
-        // The tree reader stops when its receiver is gone.
+        // The tree reader stops when its receiver is gone, or, waiting for
+        // the walk to take trees, when the walk is over.
         walk.trees_ahead = None;
+        shared.walked.store(true, Ordering::Relaxed);
         let Walk {
             jobs,
             blobs,
@@ -360,7 +363,9 @@ impl TreeReader<'_> {
             .collect();
         while let Some((path, id)) = stack.pop() {
             while self.shared.nodes_ahead.load(Ordering::Relaxed) > NODES_AHEAD {
-                if self.shared.stopped() {
+                // Trees the walk will never take (a directory gone from the
+                // source) count until it ends.
+                if self.shared.stopped() || self.shared.walked.load(Ordering::Relaxed) {
                     return;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -421,6 +426,8 @@ struct Shared {
     /// The nodes of the trees [`TreeReader`] has read and the walk not
     /// yet taken.
     nodes_ahead: AtomicUsize,
+    /// The walk is over: it takes no more trees.
+    walked: AtomicBool,
     stop: AtomicBool,
 }
 

@@ -467,18 +467,14 @@ mod tests {
                 ),
             ],
         );
-        let stack = stack_of(
-            &inv,
-            &[
-                (
-                    "db",
-                    process("", &["PGDATA=/var/lib/postgresql/data/pgdata"]),
-                ),
-                ("web", process("4321:4321", &[])),
-            ],
-            None,
-            &Config::default(),
-        );
+        let processes = [
+            (
+                "db",
+                process("", &["PGDATA=/var/lib/postgresql/data/pgdata"]),
+            ),
+            ("web", process("4321:4321", &[])),
+        ];
+        let stack = stack_of(&inv, &processes, None, &Config::default());
         let db = stack.service("db").expect("db");
         assert_eq!(db.mounts[0].pg_version.as_deref(), Some("14"));
         let web = stack.service("web").expect("web");
@@ -499,13 +495,7 @@ mod tests {
         // of the container's users: not read, and the warning says so.
         let stack = stack_remapped(
             &inv,
-            &[
-                (
-                    "db",
-                    process("", &["PGDATA=/var/lib/postgresql/data/pgdata"]),
-                ),
-                ("web", process("4321:4321", &[])),
-            ],
+            &processes,
             None,
             &Config::default(),
             Some("user namespace remapping"),

@@ -195,39 +195,34 @@ fn the_fixtures_make_a_complete_sarif_log() -> Result<()> {
     Ok(())
 }
 
+/// The rule and path of each finding in a compose file read from `file`.
+fn flagged(text: &str, file: &str) -> Result<Vec<(&'static str, Option<String>)>> {
+    let stack = compose::parse(text, Path::new(file), &ComposeOptions::default())?;
+    Ok(audit(&stack, SystemTime::now())
+        .into_iter()
+        .map(|f| (f.rule, f.path))
+        .collect())
+}
+
 #[test]
 fn a_project_kept_in_a_system_directory_may_mount_its_own_files() -> Result<()> {
     // Regression: relative sources became absolute and LB006 then judged
     // /usr/src/shop/data as a part of the host system.
     let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - ./data:/data\n      - .:/app\n      - ../../../etc:/host-etc\n";
-    let stack = compose::parse(
-        text,
-        Path::new("/usr/src/shop/compose.yaml"),
-        &ComposeOptions::default(),
-    )?;
-    let findings = audit(&stack, SystemTime::now());
-    let flagged: Vec<(&str, Option<&str>)> = findings
-        .iter()
-        .map(|f| (f.rule, f.path.as_deref()))
-        .collect();
-    assert_eq!(flagged, [("LB006", Some("/etc"))]);
+    assert_eq!(
+        flagged(text, "/usr/src/shop/compose.yaml")?,
+        [("LB006", Some("/etc".to_string()))]
+    );
 
     // A project kept in a system directory itself gets no such pass:
     // its files are the system's.
     let text = "services:\n  app:\n    image: example/app\n    volumes:\n      - .:/config\n      - ./ssh:/etc/ssh\n";
-    let stack = compose::parse(
-        text,
-        Path::new("/etc/compose.yaml"),
-        &ComposeOptions::default(),
-    )?;
-    let findings = audit(&stack, SystemTime::now());
-    let flagged: Vec<(&str, Option<&str>)> = findings
-        .iter()
-        .map(|f| (f.rule, f.path.as_deref()))
-        .collect();
     assert_eq!(
-        flagged,
-        [("LB006", Some("/etc")), ("LB006", Some("/etc/ssh"))]
+        flagged(text, "/etc/compose.yaml")?,
+        [
+            ("LB006", Some("/etc".to_string())),
+            ("LB006", Some("/etc/ssh".to_string()))
+        ]
     );
     Ok(())
 }

@@ -461,16 +461,20 @@ enum Runs {
 /// own entrypoint script usually runs when it is not the server (a
 /// backup job's `pg_dump` under bitnami's entrypoint).
 fn runs(service: &Service) -> Runs {
-    let whole: Vec<String> = service
+    match judge(&command_line(service)) {
+        Runs::Unknown if !service.entrypoint.is_empty() => judge(&service.command),
+        other => other,
+    }
+}
+
+/// The entrypoint and the command, as the container runs them.
+fn command_line(service: &Service) -> Vec<String> {
+    service
         .entrypoint
         .iter()
         .chain(&service.command)
         .cloned()
-        .collect();
-    match judge(&whole) {
-        Runs::Unknown if !service.entrypoint.is_empty() => judge(&service.command),
-        other => other,
-    }
+        .collect()
 }
 
 fn judge(argv: &[String]) -> Runs {
@@ -582,18 +586,10 @@ fn simple_commands(script: &str) -> Vec<Vec<String>> {
 /// The words that start the server: the simple command of a script that
 /// runs it, or the whole command line.
 fn server_words(service: &Service) -> Vec<String> {
-    let whole: Vec<String> = service
-        .entrypoint
-        .iter()
-        .chain(&service.command)
-        .cloned()
-        .collect();
-    let script = program_of(&whole).and_then(|(program, rest)| {
-        SHELLS
-            .contains(&file_name(Path::new(program)))
-            .then(|| shell_script(rest))
-            .flatten()
-    });
+    let whole = command_line(service);
+    let script = program_of(&whole)
+        .filter(|(program, _)| SHELLS.contains(&file_name(Path::new(program))))
+        .and_then(|(_, rest)| shell_script(rest));
     match script {
         Some((script, args)) => simple_commands(script)
             .iter()

@@ -1243,6 +1243,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_as_long_as_what_was_read_of_it() -> Result<()> {
+        // Dumps are listed with no size (the command has not run yet);
+        // the snapshot must still say how long each file is.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let source = Entries(vec![
+            ("/b", "v", NodeType::Dir),
+            ("/b/f", "f", NodeType::File),
+            ("/b/g", "g", NodeType::File),
+        ]);
+        let snapshot = repo.archive(&source, &request(), || Ok(()))?;
+        let reader = repo.reader()?;
+        let root = reader.root(&snapshot, "/volumes/v")?;
+        for name in ["f", "g"] {
+            let node = reader.node_below(&root, name)?;
+            assert_eq!(node.meta.size, 4, "{name}");
+            assert_eq!(reader.content_length(&node)?, 4, "{name}");
+        }
+        assert_eq!(snapshot.bytes, Some(8));
+        Ok(())
+    }
+
+    #[test]
     fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());

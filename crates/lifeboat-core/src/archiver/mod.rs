@@ -560,7 +560,9 @@ fn read_file<O: ReadSourceOpen>(
         .map_err(|e| e.display_log())?;
     let mut chunker = Chunker::new(reader, &shared.cutting, node.meta.size);
     let mut content = Vec::new();
+    let mut size = 0;
     while let Some(chunk) = chunker.next_chunk().map_err(|e| e.to_string())? {
+        size += chunk.len() as u64;
         let raw = pack::hash(chunk);
         let id = Id::new(raw);
         shared
@@ -582,6 +584,10 @@ fn read_file<O: ReadSourceOpen>(
         content.push(DataId::from(id));
     }
     node.content = Some(content);
+    // What was read, not what the listing said: a dump streams with no
+    // size known in advance, and a live file may grow or shrink while it
+    // is read.
+    node.meta.size = size;
     Ok(node)
 }
 
@@ -895,7 +901,6 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             .ok_or_else(|| Error::Other("a closed directory".to_string()))?;
         let before = frame.before(&node.name).cloned();
         self.counts.files += 1;
-        self.counts.bytes += node.meta.size;
         let same = before.as_ref().filter(|b| unchanged(b, &node));
         match (&before, same) {
             (None, _) => self.counts.files_new += 1,
@@ -903,6 +908,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             (Some(_), Some(_)) => self.counts.files_unmodified += 1,
         }
         if !node.is_file() {
+            self.counts.bytes += node.meta.size;
             frame.nodes.push(Some(node));
             return Ok(());
         }
@@ -911,6 +917,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             .filter(|c| c.iter().all(|id| known.has_data(&BlobId::from(**id))))
         {
             node.content = Some(content.clone());
+            self.counts.bytes += node.meta.size;
             self.shared
                 .progress
                 .bytes_done
@@ -985,7 +992,10 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
 
     fn finished_file(&mut self, done: Done) -> Result<()> {
         let node = match done.node {
-            Ok(node) => Some(node),
+            Ok(node) => {
+                self.counts.bytes += node.meta.size;
+                Some(node)
+            }
             Err(e) => {
                 // The source recorded what matters (a file that vanished,
                 // one it could not read); the node is left out, as the

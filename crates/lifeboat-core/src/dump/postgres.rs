@@ -4,25 +4,28 @@
 //!
 //! Each database's dump runs in a snapshot exported by a transaction that
 //! lifeboat holds open for the whole backup, and the row counts are taken
-//! in that same transaction: however busy the server, the counts describe
-//! exactly the rows in the dump. The dumps are written uncompressed
+//! in that same transaction while the dumps run: however busy the server,
+//! the counts describe exactly the rows in the dump, and counting adds no
+//! time before the dump starts. The dumps are written uncompressed
 //! (`-Z0`): the repository compresses anyway, and uncompressed dumps of
 //! mostly unchanged databases deduplicate from one night to the next.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, StderrTail, file_stem,
-    run, shell,
+    CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, Slot, StderrTail,
+    file_stem, run, shell,
 };
 use crate::engine::{Engine, Exec, ExecChunk};
 use crate::error::{Error, Result};
 use crate::plan::{Database, DumpFrom};
 use crate::progress::TransferProgress;
-use crate::source::SharedLog;
+use crate::source::{SharedLog, record_fatal};
 
 /// Sets the client's user and password from the container's own
 /// environment, as the official image defines it, then runs the command.
@@ -60,9 +63,12 @@ pub(crate) struct Prepared {
     pub(crate) sessions: Vec<Session>,
 }
 
-/// A `psql` holding a transaction open.
+/// A `psql` holding a transaction open. Its output is read by a task of
+/// its own, which publishes the row counts once they are in.
 pub(crate) struct Session {
-    exec: Exec,
+    id: String,
+    input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    reader: tokio::task::JoinHandle<()>,
     database: String,
 }
 
@@ -90,23 +96,26 @@ pub(crate) async fn prepare(
     progress: &std::sync::Arc<TransferProgress>,
 ) -> Result<Prepared> {
     let container = &from.container;
-    let version = run(
-        engine,
-        container,
-        &psql(&["-c", "SHOW server_version"]),
-        "psql",
+    let version_command = psql(&["-c", "SHOW server_version"]);
+    let (version, databases, settings) = tokio::try_join!(
+        run(engine, container, &version_command, "psql"),
+        database_names(
+            engine,
+            container,
+            "WHERE datallowconn AND NOT datistemplate",
+        ),
+        read_settings(engine, container),
+    )?;
+    // Every database's snapshot is exported before any dump starts; the
+    // rows are counted in those snapshots while the dumps run.
+    let opened = futures_util::future::try_join_all(
+        databases
+            .iter()
+            .map(|database| open_session(engine, container, database, log)),
     )
     .await?;
-    let databases = database_names(
-        engine,
-        container,
-        "WHERE datallowconn AND NOT datistemplate",
-    )
-    .await?;
-    let settings = read_settings(engine, container).await?;
 
-    let mut sessions = Vec::new();
-    let mut manifest = DumpManifest {
+    let manifest = DumpManifest {
         database: Some(Database::Postgres),
         container: container.clone(),
         image: from.image.clone(),
@@ -136,8 +145,9 @@ pub(crate) async fn prepare(
             "pg_dumpall --globals-only".into(),
         ),
     )];
-    for database in databases {
-        let (session, snapshot, tables) = open_session(engine, container, &database).await?;
+    let mut sessions = Vec::new();
+    let mut counted = Vec::new();
+    for (database, (session, snapshot, counts)) in databases.into_iter().zip(opened) {
         sessions.push(session);
         let file = format!("{}.dump", file_stem(&database));
         files.push((
@@ -154,15 +164,27 @@ pub(crate) async fn prepare(
                 format!("pg_dump of database {database}"),
             ),
         ));
-        manifest.databases.push(DatabaseDump {
-            name: database,
-            file,
-            tables,
-            keys: None,
-        });
+        counted.push((database, file, counts));
     }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
-    files.push((super::MANIFEST.to_string(), DumpOpen::Bytes(json)));
+    // The manifest is the last file: its worker waits for the counts.
+    files.push((
+        super::MANIFEST.to_string(),
+        DumpOpen::After {
+            log: log.clone(),
+            make: Box::new(move || {
+                let mut manifest = manifest;
+                for (name, file, counts) in counted {
+                    manifest.databases.push(DatabaseDump {
+                        name,
+                        file,
+                        tables: counts.wait()?,
+                        keys: None,
+                    });
+                }
+                serde_json::to_vec_pretty(&manifest).ok()
+            }),
+        },
+    ));
     Ok(Prepared { files, sessions })
 }
 
@@ -179,102 +201,165 @@ async fn read_settings(engine: &Engine, container: &str) -> Result<BTreeMap<Stri
         .collect())
 }
 
-/// Starts a transaction in `database`, exports its snapshot and counts
-/// every table's rows in it.
+/// Starts a transaction in `database` and exports its snapshot. Then
+/// every table's rows are counted in that transaction, on a task of their
+/// own; the counts arrive in the returned slot, or the slot fails and the
+/// reason is recorded in `log`.
 async fn open_session(
     engine: &Engine,
     container: &str,
     database: &str,
-) -> Result<(Session, String, BTreeMap<String, u64>)> {
-    let mut exec = engine
+    log: &SharedLog,
+) -> Result<(Session, String, Arc<Slot<Counts>>)> {
+    let exec = engine
         .exec(
             container,
             &psql(&["-F", "\u{1f}", "-d", &connect_to(database)]),
             true,
         )
         .await?;
+    let Exec {
+        id,
+        mut output,
+        mut input,
+    } = exec;
     let script = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n\\echo {SNAPSHOT_DONE}\n{COUNT_ROWS}\n\\echo {COUNTS_DONE}\n"
     );
-    let failed = |e: String| {
-        Error::Other(format!(
-            "psql in container {container}, database {database}: {e}"
-        ))
-    };
-    let input = exec
-        .input
+    let what = format!("psql in container {container}, database {database}");
+    let failed = |e: String| Error::Other(format!("{what}: {e}"));
+    let writer = input
         .as_mut()
         .ok_or_else(|| failed("no input".to_string()))?;
-    input
+    writer
         .write_all(script.as_bytes())
         .await
-        .and(input.flush().await)
+        .and(writer.flush().await)
         .map_err(|e| failed(e.to_string()))?;
 
-    let mut lines = Vec::new();
-    let mut pending = Vec::new();
+    let mut lines = Lines::default();
     let mut stderr = StderrTail::default();
-    'read: while let Some(chunk) = exec.output.next().await {
+    let mut exported = Vec::new();
+    let mut marked = false;
+    'read: while let Some(chunk) = output.next().await {
         match chunk? {
             ExecChunk::Stderr(b) => stderr.push(&b),
             ExecChunk::Stdout(b) => {
-                pending.extend_from_slice(&b);
-                while let Some(end) = pending.iter().position(|c| *c == b'\n') {
-                    let line = String::from_utf8_lossy(&pending[..end]).into_owned();
-                    pending.drain(..=end);
-                    let done = line == COUNTS_DONE;
-                    lines.push(line);
-                    if done {
+                lines.push(&b);
+                while let Some(line) = lines.next_line() {
+                    if line == SNAPSHOT_DONE {
+                        marked = true;
                         break 'read;
                     }
+                    exported.push(line);
                 }
             }
         }
     }
-    let Some(marker) = lines.iter().position(|l| l == SNAPSHOT_DONE) else {
+    if !marked {
         return Err(failed(format!(
             "could not export a snapshot: {}",
             stderr.text()
         )));
-    };
-    if lines.last().map(String::as_str) != Some(COUNTS_DONE) {
-        return Err(failed(format!("could not count rows: {}", stderr.text())));
     }
-    let snapshot = lines[..marker]
-        .last()
-        .cloned()
+    let snapshot = exported
+        .pop()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| failed("no snapshot id".to_string()))?;
-    let mut tables = BTreeMap::new();
-    for line in &lines[marker + 1..lines.len() - 1] {
-        let (table, count) = line
-            .split_once('\u{1f}')
-            .ok_or_else(|| failed(format!("unexpected count line {line:?}")))?;
-        let count = count
-            .trim()
-            .parse()
-            .map_err(|_| failed(format!("unexpected count {count:?} for {table}")))?;
-        tables.insert(table.to_string(), count);
-    }
+
+    let counts = Slot::new();
+    let slot = counts.clone();
+    let log = log.clone();
+    let reader = tokio::spawn(async move {
+        match read_counts(&mut lines, &mut stderr, &mut output).await {
+            Ok(tables) => slot.fill(tables),
+            Err(e) => {
+                slot.fail();
+                record_fatal(&log, format!("{what}: {e}"));
+            }
+        }
+        // What follows the counts (the COMMIT at the end) is not needed.
+        while output.next().await.is_some() {}
+    });
     Ok((
         Session {
-            exec,
+            id,
+            input,
+            reader,
             database: database.to_string(),
         },
         snapshot,
-        tables,
+        counts,
     ))
 }
 
-/// Ends the transactions that held the dumps' snapshots.
+/// Rows per `schema.table`.
+type Counts = BTreeMap<String, u64>;
+
+/// Reads the row counts a session prints after its snapshot's marker.
+async fn read_counts(
+    lines: &mut Lines,
+    stderr: &mut StderrTail,
+    output: &mut Pin<Box<dyn futures_util::Stream<Item = Result<ExecChunk>> + Send>>,
+) -> std::result::Result<Counts, String> {
+    let mut tables = BTreeMap::new();
+    loop {
+        while let Some(line) = lines.next_line() {
+            if line == COUNTS_DONE {
+                return Ok(tables);
+            }
+            let (table, count) = line
+                .split_once('\u{1f}')
+                .ok_or_else(|| format!("unexpected count line {line:?}"))?;
+            let count = count
+                .trim()
+                .parse()
+                .map_err(|_| format!("unexpected count {count:?} for {table}"))?;
+            tables.insert(table.to_string(), count);
+        }
+        match output.next().await {
+            Some(Ok(ExecChunk::Stdout(b))) => lines.push(&b),
+            Some(Ok(ExecChunk::Stderr(b))) => stderr.push(&b),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err(format!("could not count rows: {}", stderr.text())),
+        }
+    }
+}
+
+/// A byte stream cut into lines.
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+    complete: std::collections::VecDeque<String>,
+}
+
+impl Lines {
+    fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|c| *c == b'\n') {
+            let line = String::from_utf8_lossy(&self.partial[..end]).into_owned();
+            self.partial.drain(..=end);
+            self.complete.push_back(line);
+        }
+    }
+
+    fn next_line(&mut self) -> Option<String> {
+        self.complete.pop_front()
+    }
+}
+
+/// Ends the transactions that held the dumps' snapshots, once their rows
+/// are counted.
 pub(crate) async fn close(engine: &Engine, sessions: Vec<Session>) {
     for mut session in sessions {
-        if let Some(mut input) = session.exec.input.take() {
+        if let Some(mut input) = session.input.take() {
             let _ = input.write_all(b"COMMIT;\n\\q\n").await;
             let _ = input.shutdown().await;
         }
-        while session.exec.output.next().await.is_some() {}
-        match engine.exec_exit_code(&session.exec.id).await {
+        if let Err(e) = session.reader.await {
+            tracing::warn!("reading the psql session of {}: {e}", session.database);
+        }
+        match engine.exec_exit_code(&session.id).await {
             Ok(0) => {}
             Ok(code) => tracing::warn!(
                 "the psql session of database {} ended with status {code}",

@@ -122,6 +122,30 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
     ])
     .ok();
     restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+    // Each dump file says how long it is, though its size was not known
+    // before the command ran: restic restores it to exactly that length.
+    let copy = env.dir.path().join("restic-copy");
+    restic(
+        &env.repo(),
+        &env.password,
+        &["restore", &id, "--target", copy.to_str().expect("a path")],
+    )
+    .ok();
+    let listing = restic(&env.repo(), &env.password, &["ls", "--json", &id]).ok();
+    let mut dumps = 0;
+    for node in listing.stdout.lines().skip(1) {
+        let node: serde_json::Value = serde_json::from_str(node).expect("a node");
+        if node["type"] != "file" {
+            continue;
+        }
+        let path = node["path"].as_str().expect("a path");
+        let length = std::fs::metadata(copy.join(path.trim_start_matches('/')))
+            .expect("restored by restic")
+            .len();
+        assert_eq!(node["size"].as_u64(), Some(length), "{path}");
+        dumps += usize::from(path.ends_with(".dump"));
+    }
+    assert!(dumps >= 2, "{}", listing.stdout);
 
     // Brought up on a new volume by lifeboat, then used as any volume: a
     // container of the image starts on it with the data.

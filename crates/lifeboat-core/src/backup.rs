@@ -384,6 +384,7 @@ async fn dump(
         label: Some(crate::dump::DUMP_LABEL.to_string()),
         parent: None,
         list_ahead: false,
+        streams: true,
         progress: progress.clone(),
     };
     match from.database {
@@ -478,6 +479,7 @@ async fn run(
         use_parent: reader == Reader::Host,
         parent: pass.parent.clone(),
         list_ahead: reader == Reader::Host,
+        streams: false,
         progress: progress.clone(),
     };
 

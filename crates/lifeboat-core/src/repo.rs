@@ -599,6 +599,11 @@ pub(crate) struct ArchiveRequest {
     /// on a thread of its own already and its entries carry their files'
     /// content (the engine's archive), which would only wait in memory.
     pub(crate) list_ahead: bool,
+    /// Whether the files are commands' output, of unknown length until
+    /// read (dumps). Each then goes to a worker alone: the dumps of two
+    /// databases run side by side, and a file that waits for another
+    /// (a manifest waiting for row counts) never queues behind it.
+    pub(crate) streams: bool,
     pub(crate) progress: Arc<TransferProgress>,
 }
 
@@ -1017,6 +1022,7 @@ pub(crate) mod testing {
             parent: None,
             use_parent: false,
             list_ahead: true,
+            streams: false,
             progress: Arc::new(TransferProgress::default()),
         }
     }

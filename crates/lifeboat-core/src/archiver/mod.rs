@@ -177,6 +177,7 @@ where
             jobs: job_tx,
             pending: Vec::new(),
             pending_bytes: 0,
+            file_per_batch: request.streams,
             done: done_rx,
             blobs: blob_tx,
             codec: tree_codec,
@@ -664,6 +665,8 @@ struct Walk<'a, O> {
     /// Files for the next batch, and their size.
     pending: Vec<Job<O>>,
     pending_bytes: u64,
+    /// Each file goes to a worker alone (see [`ArchiveRequest::streams`]).
+    file_per_batch: bool,
     done: Receiver<Vec<Done>>,
     blobs: Sender<Vec<Encoded>>,
     codec: Codec,
@@ -935,7 +938,10 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             node,
             open,
         });
-        if self.pending_bytes >= BATCH_BYTES || self.pending.len() >= BATCH_FILES {
+        if self.file_per_batch
+            || self.pending_bytes >= BATCH_BYTES
+            || self.pending.len() >= BATCH_FILES
+        {
             self.send_pending()?;
         }
         Ok(())

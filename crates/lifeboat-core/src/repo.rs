@@ -600,9 +600,10 @@ pub(crate) struct ArchiveRequest {
     /// content (the engine's archive), which would only wait in memory.
     pub(crate) list_ahead: bool,
     /// Whether the files are commands' output, of unknown length until
-    /// read (dumps). Each then goes to a worker alone: the dumps of two
-    /// databases run side by side, and a file that waits for another
-    /// (a manifest waiting for row counts) never queues behind it.
+    /// read (dumps). Each then goes to a worker alone, so that dumps of
+    /// several databases can run side by side, and a file that waits for
+    /// another (a manifest waiting for the counts taken from a dump) never
+    /// queues behind it in one worker's batch.
     pub(crate) streams: bool,
     pub(crate) progress: Arc<TransferProgress>,
 }

@@ -138,8 +138,9 @@ impl StderrTail {
     }
 }
 
-/// A value that one reader produces and another waits for: the row counts
-/// a dump's reader takes from the stream, which the manifest needs.
+/// A value that one side produces and another waits for: the row counts
+/// the manifest needs, taken from a dump's stream or by a database
+/// session beside the dumps.
 pub(crate) struct Slot<T> {
     state: Mutex<SlotState<T>>,
     ready: Condvar,
@@ -207,8 +208,8 @@ pub(crate) enum DumpOpen {
     Command(Box<CommandOpen>),
     /// Bytes known in advance.
     Bytes(Vec<u8>),
-    /// Bytes made once another file's dump has ended (the manifest of a
-    /// dump whose rows are counted on the way); `None` when it failed.
+    /// Bytes made once what they record is in (the manifest, once the
+    /// rows are counted); `None` when that failed, the cause recorded.
     After {
         make: Box<dyn FnOnce() -> Option<Vec<u8>> + Send>,
         log: SharedLog,
@@ -261,7 +262,8 @@ impl ReadSourceOpen for DumpOpen {
             Self::After { make, log } => make()
                 .map(|b| DumpReader::Bytes(std::io::Cursor::new(b)))
                 .ok_or_else(|| {
-                    let message = "a dump the manifest depends on failed".to_string();
+                    let message =
+                        "no manifest: the row counts it records were not taken".to_string();
                     record_fatal(&log, message.clone());
                     RusticError::new(ErrorKind::InputOutput, "{message}")
                         .attach_context("message", message)

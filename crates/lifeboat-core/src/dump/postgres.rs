@@ -45,31 +45,66 @@ exec "$@""#;
 const SETTINGS: &str = r#"printf 'POSTGRES_USER=%s\0POSTGRES_DB=%s\0PGDATA=%s\0' \
   "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" "${PGDATA:-}""#;
 
-/// Exact row counts of every table, one `schema.table<US>count` per line.
-const COUNT_ROWS: &str = r"SELECT format('%I.%I', n.nspname, c.relname) || chr(31) ||
-  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+/// The tables whose rows are counted: ordinary and partitioned tables
+/// outside the system schemas.
+const TABLES: &str = "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\_toast%'
-ORDER BY 1;";
+  AND n.nspname NOT LIKE 'pg\\_toast%'";
 
+/// How long the session waits for a table's lock, and `pg_dump` for its
+/// own, before giving up: a schema change queued behind the backup's
+/// locks blocks every query on its table until the backup lets go.
+const LOCK_WAIT: &str = "1min";
+
+/// Locks every counted table against changes the snapshot would not see
+/// (`TRUNCATE`, table rewrites): the counts run while the dumps do, and
+/// must describe the rows the dump holds.
+fn lock_tables() -> String {
+    format!(
+        "SET LOCAL lock_timeout = '{LOCK_WAIT}';\nSELECT format('LOCK TABLE %I.%I IN ACCESS SHARE MODE', n.nspname, c.relname) {TABLES}\n\\gexec\n"
+    )
+}
+
+/// Exact row counts of every table, one `schema.table<US>count` per line.
+fn count_rows() -> String {
+    format!(
+        "SELECT format('%I.%I', n.nspname, c.relname) || chr(31) ||
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+{TABLES}
+ORDER BY 1;"
+    )
+}
+
+const SNAPSHOT_ID: &str = "__lifeboat_snapshot__=";
 const SNAPSHOT_DONE: &str = "__lifeboat_snapshot_exported__";
 const COUNTS_DONE: &str = "__lifeboat_rows_counted__";
 
 /// What the backup needs to run a PostgreSQL dump.
 pub(crate) struct Prepared {
     pub(crate) files: Vec<(String, DumpOpen)>,
-    /// The transactions holding the dumps' snapshots; close them after.
+    /// The transactions holding the dumps' snapshots: [`close`] them
+    /// after the dumps. Dropped, they roll back.
     pub(crate) sessions: Vec<Session>,
 }
 
-/// A `psql` holding a transaction open. Its output is read by a task of
-/// its own, which publishes the row counts once they are in.
+/// A `psql` holding a transaction open, driven by a task of its own: it
+/// counts the rows, publishes the counts, then waits to be told to commit.
 pub(crate) struct Session {
     id: String,
-    input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
-    reader: tokio::task::JoinHandle<()>,
     database: String,
+    end: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Not closed (the backup failed or was interrupted): the task
+        // drops the connection, psql ends and the transaction with it,
+        // releasing its locks; its counts are marked as never coming.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 fn psql(args: &[&str]) -> Vec<String> {
@@ -87,8 +122,9 @@ fn psql(args: &[&str]) -> Vec<String> {
     shell(WITH_CREDENTIALS, &all)
 }
 
-/// Lists the databases, exports a snapshot of each, counts its rows in
-/// that snapshot, and describes the dump files.
+/// Lists the databases, exports a snapshot of each, and describes the
+/// dump files. The rows are counted in those snapshots while the dumps
+/// run, one database at a time.
 pub(crate) async fn prepare(
     engine: &Engine,
     from: &DumpFrom,
@@ -106,12 +142,12 @@ pub(crate) async fn prepare(
         ),
         read_settings(engine, container),
     )?;
-    // Every database's snapshot is exported before any dump starts; the
-    // rows are counted in those snapshots while the dumps run.
+    // Every database's snapshot is exported before any dump starts.
+    let turn = Arc::new(tokio::sync::Semaphore::new(1));
     let opened = futures_util::future::try_join_all(
         databases
             .iter()
-            .map(|database| open_session(engine, container, database, log)),
+            .map(|database| open_session(engine, container, database, log, &turn)),
     )
     .await?;
 
@@ -158,6 +194,7 @@ pub(crate) async fn prepare(
                     "--format=custom",
                     "--compress=0",
                     "--no-password",
+                    &format!("--lock-wait-timeout={LOCK_WAIT}"),
                     &format!("--snapshot={snapshot}"),
                     &format!("--dbname={}", connect_to(&database)),
                 ],
@@ -166,7 +203,7 @@ pub(crate) async fn prepare(
         ));
         counted.push((database, file, counts));
     }
-    // The manifest is the last file: its worker waits for the counts.
+    // The manifest's worker waits for the counts.
     files.push((
         super::MANIFEST.to_string(),
         DumpOpen::After {
@@ -201,15 +238,16 @@ async fn read_settings(engine: &Engine, container: &str) -> Result<BTreeMap<Stri
         .collect())
 }
 
-/// Starts a transaction in `database` and exports its snapshot. Then
-/// every table's rows are counted in that transaction, on a task of their
-/// own; the counts arrive in the returned slot, or the slot fails and the
-/// reason is recorded in `log`.
+/// Starts a transaction in `database`, exports its snapshot and locks
+/// the tables to be counted. Then a task counts their rows in that
+/// transaction once `turn` lets it; the counts arrive in the returned
+/// slot, or the slot fails and the reason is recorded in `log`.
 async fn open_session(
     engine: &Engine,
     container: &str,
     database: &str,
     log: &SharedLog,
+    turn: &Arc<tokio::sync::Semaphore>,
 ) -> Result<(Session, String, Arc<Slot<Counts>>)> {
     let exec = engine
         .exec(
@@ -221,20 +259,19 @@ async fn open_session(
     let Exec {
         id,
         mut output,
-        mut input,
+        input,
     } = exec;
-    let script = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n\\echo {SNAPSHOT_DONE}\n{COUNT_ROWS}\n\\echo {COUNTS_DONE}\n"
-    );
     let what = format!("psql in container {container}, database {database}");
     let failed = |e: String| Error::Other(format!("{what}: {e}"));
-    let writer = input
-        .as_mut()
-        .ok_or_else(|| failed("no input".to_string()))?;
-    writer
+    let mut input = input.ok_or_else(|| failed("no input".to_string()))?;
+    let script = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT '{SNAPSHOT_ID}' || pg_export_snapshot();\n{}\\echo {SNAPSHOT_DONE}\n",
+        lock_tables()
+    );
+    input
         .write_all(script.as_bytes())
         .await
-        .and(writer.flush().await)
+        .and(input.flush().await)
         .map_err(|e| failed(e.to_string()))?;
 
     let mut lines = Lines::default();
@@ -258,73 +295,122 @@ async fn open_session(
     }
     if !marked {
         return Err(failed(format!(
-            "could not export a snapshot: {}",
+            "could not export a snapshot and lock the tables: {}",
             stderr.text()
         )));
     }
     let snapshot = exported
-        .pop()
+        .iter()
+        .find_map(|line| line.strip_prefix(SNAPSHOT_ID))
         .filter(|s| !s.is_empty())
+        .map(str::to_string)
         .ok_or_else(|| failed("no snapshot id".to_string()))?;
 
     let counts = Slot::new();
+    let (end, ended) = tokio::sync::oneshot::channel();
+    let mut driven = Driven {
+        what,
+        input,
+        output,
+        lines,
+        stderr,
+    };
     let slot = counts.clone();
+    let turn = turn.clone();
     let log = log.clone();
-    let reader = tokio::spawn(async move {
-        match read_counts(&mut lines, &mut stderr, &mut output).await {
-            Ok(tables) => slot.fill(tables),
-            Err(e) => {
-                slot.fail();
-                record_fatal(&log, format!("{what}: {e}"));
+    let task = tokio::spawn(async move {
+        /// Marks the counts as never coming when the task ends without
+        /// them, aborted included; after they came, it does nothing.
+        struct Unfilled(Arc<Slot<Counts>>);
+        impl Drop for Unfilled {
+            fn drop(&mut self) {
+                self.0.fail();
             }
         }
-        // What follows the counts (the COMMIT at the end) is not needed.
-        while output.next().await.is_some() {}
+        let _unfilled = Unfilled(slot.clone());
+        match driven.count(&turn).await {
+            Ok(tables) => slot.fill(tables),
+            // The cause first: whoever waits for the counts records its
+            // own failure once woken.
+            Err(e) => record_fatal(&log, format!("{}: {e}", driven.what)),
+        }
+        drop(_unfilled);
+        // Told to end, or its session dropped: commit and quit either
+        // way; the transaction only ever read.
+        let _ = ended.await;
+        driven.commit().await;
     });
     Ok((
         Session {
             id,
-            input,
-            reader,
             database: database.to_string(),
+            end: Some(end),
+            task: Some(task),
         },
         snapshot,
         counts,
     ))
 }
 
-/// Rows per `schema.table`.
-type Counts = BTreeMap<String, u64>;
+/// A session's psql, as its task drives it.
+struct Driven {
+    what: String,
+    input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    output: Pin<Box<dyn futures_util::Stream<Item = Result<ExecChunk>> + Send>>,
+    lines: Lines,
+    stderr: StderrTail,
+}
 
-/// Reads the row counts a session prints after its snapshot's marker.
-async fn read_counts(
-    lines: &mut Lines,
-    stderr: &mut StderrTail,
-    output: &mut Pin<Box<dyn futures_util::Stream<Item = Result<ExecChunk>> + Send>>,
-) -> std::result::Result<Counts, String> {
-    let mut tables = BTreeMap::new();
-    loop {
-        while let Some(line) = lines.next_line() {
-            if line == COUNTS_DONE {
-                return Ok(tables);
+impl Driven {
+    /// Counts every table's rows once `turn` allows: one database at a
+    /// time, beside the dumps, keeps the load on the server to one scan
+    /// more than the dumps'.
+    async fn count(
+        &mut self,
+        turn: &tokio::sync::Semaphore,
+    ) -> std::result::Result<Counts, String> {
+        let _turn = turn.acquire().await.map_err(|e| e.to_string())?;
+        let script = format!("{}\n\\echo {COUNTS_DONE}\n", count_rows());
+        self.input
+            .write_all(script.as_bytes())
+            .await
+            .and(self.input.flush().await)
+            .map_err(|e| e.to_string())?;
+        let mut tables = BTreeMap::new();
+        loop {
+            while let Some(line) = self.lines.next_line() {
+                if line == COUNTS_DONE {
+                    return Ok(tables);
+                }
+                let (table, count) = line
+                    .split_once('\u{1f}')
+                    .ok_or_else(|| format!("unexpected count line {line:?}"))?;
+                let count = count
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("unexpected count {count:?} for {table}"))?;
+                tables.insert(table.to_string(), count);
             }
-            let (table, count) = line
-                .split_once('\u{1f}')
-                .ok_or_else(|| format!("unexpected count line {line:?}"))?;
-            let count = count
-                .trim()
-                .parse()
-                .map_err(|_| format!("unexpected count {count:?} for {table}"))?;
-            tables.insert(table.to_string(), count);
-        }
-        match output.next().await {
-            Some(Ok(ExecChunk::Stdout(b))) => lines.push(&b),
-            Some(Ok(ExecChunk::Stderr(b))) => stderr.push(&b),
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err(format!("could not count rows: {}", stderr.text())),
+            match self.output.next().await {
+                Some(Ok(ExecChunk::Stdout(b))) => self.lines.push(&b),
+                Some(Ok(ExecChunk::Stderr(b))) => self.stderr.push(&b),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err(format!("could not count rows: {}", self.stderr.text())),
+            }
         }
     }
+
+    /// Ends the transaction and psql, and reads what is left of its
+    /// output.
+    async fn commit(&mut self) {
+        let _ = self.input.write_all(b"COMMIT;\n\\q\n").await;
+        let _ = self.input.shutdown().await;
+        while self.output.next().await.is_some() {}
+    }
 }
+
+/// Rows per `schema.table`.
+type Counts = BTreeMap<String, u64>;
 
 /// A byte stream cut into lines.
 #[derive(Default)]
@@ -352,12 +438,13 @@ impl Lines {
 /// are counted.
 pub(crate) async fn close(engine: &Engine, sessions: Vec<Session>) {
     for mut session in sessions {
-        if let Some(mut input) = session.input.take() {
-            let _ = input.write_all(b"COMMIT;\n\\q\n").await;
-            let _ = input.shutdown().await;
+        if let Some(end) = session.end.take() {
+            let _ = end.send(());
         }
-        if let Err(e) = session.reader.await {
-            tracing::warn!("reading the psql session of {}: {e}", session.database);
+        if let Some(task) = session.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::warn!("the psql session of database {}: {e}", session.database);
         }
         match engine.exec_exit_code(&session.id).await {
             Ok(0) => {}
@@ -612,7 +699,7 @@ async fn verify(
             "-d",
             &connect_to(&database.name),
             "-c",
-            COUNT_ROWS,
+            &count_rows(),
         ]),
         "counting restored rows with psql",
     )

@@ -571,6 +571,8 @@ impl Repo {
         let indexed = self.opened()?.to_indexed().map_err(|e| self.error(&e))?;
         Ok(RepoReader {
             repo: indexed,
+            backend: self.gate.clone(),
+            cipher: crate::crypto::cipher(&self.key),
             recursive: LsOptions::default().recursive(true),
             settings: self.settings.clone(),
         })
@@ -627,6 +629,11 @@ fn snapshot_info(file: SnapshotFile) -> SnapshotInfo {
 /// A repository opened for reading content.
 pub(crate) struct RepoReader {
     repo: Repository<IndexedFullStatus>,
+    /// File content is read blob by blob from here, past the repository
+    /// library's blob cache: a restore reads each blob once, and the
+    /// cache only held 32 MiB more.
+    backend: Arc<dyn WriteBackend>,
+    cipher: aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
     recursive: LsOptions,
     settings: RepoSettings,
 }
@@ -709,7 +716,32 @@ impl RepoReader {
 
     /// Writes a file's content.
     pub(crate) fn dump(&self, node: &Node, w: &mut impl std::io::Write) -> Result<()> {
-        self.repo.dump(node, w).map_err(|e| self.error(&e))
+        for id in node.content.iter().flatten() {
+            let blob = self.data_blob(id)?;
+            w.write_all(&blob)
+                .map_err(|e| Error::io(node.name().to_string_lossy().as_ref(), e))?;
+        }
+        Ok(())
+    }
+
+    /// One blob of file content, read from its pack.
+    fn data_blob(&self, id: &rustic_core::DataId) -> Result<Vec<u8>> {
+        let entry = self.repo.get_index_entry(id).map_err(|e| self.error(&e))?;
+        let location = entry.location;
+        let stored = ReadBackend::read_partial(
+            &*self.backend,
+            rustic_core::FileType::Pack,
+            &entry.pack,
+            false,
+            location.offset,
+            location.length,
+        )
+        .map_err(|e| self.error(&e))?;
+        crate::archiver::index::open_blob(&self.cipher, &stored, location.uncompressed_length)
+            .map_err(|why| Error::Repository {
+                location: self.settings.location.clone(),
+                message: format!("reading blob {id} of pack {}: {why}", entry.pack),
+            })
     }
 
     /// Restores the tree below `root` into the existing, empty directory
@@ -790,38 +822,13 @@ impl RepoReader {
         Ok(total)
     }
 
-    /// Opens a file's content for reading at offsets.
-    pub(crate) fn open_file(&self, node: &Node) -> Result<rustic_core::vfs::OpenFile> {
-        self.repo.open_file(node).map_err(|e| self.error(&e))
-    }
-
-    /// Reads up to `length` bytes of a file's content from `offset`.
-    pub(crate) fn read_at(
-        &self,
-        file: &rustic_core::vfs::OpenFile,
-        offset: u64,
-        length: usize,
-    ) -> Result<bytes::Bytes> {
-        let offset = usize::try_from(offset)
-            .map_err(|_| Error::Other("file offset beyond this machine's address space".into()))?;
-        self.repo
-            .read_file_at(file, offset, length)
-            .map_err(|e| self.error(&e))
-    }
-}
-
-/// How much content is read from the repository at a time.
-const READ_PIECE: usize = 1 << 20;
-
-impl RepoReader {
     /// A reader of a file's content, `length` bytes long.
     pub(crate) fn file_reader(&self, node: &Node, length: u64) -> Result<FileReader<'_>> {
         Ok(FileReader {
             reader: self,
-            file: self.open_file(node)?,
-            offset: 0,
-            length,
+            blobs: node.content.clone().unwrap_or_default().into_iter(),
             piece: bytes::Bytes::new(),
+            left: length,
         })
     }
 
@@ -854,38 +861,39 @@ impl RepoReader {
     }
 }
 
-/// Reads a file's content from the repository, piece by piece.
+/// Reads a file's content from the repository, blob by blob.
 pub(crate) struct FileReader<'a> {
     reader: &'a RepoReader,
-    file: rustic_core::vfs::OpenFile,
-    offset: u64,
-    length: u64,
+    blobs: std::vec::IntoIter<rustic_core::DataId>,
     piece: bytes::Bytes,
+    left: u64,
 }
 
 impl std::io::Read for FileReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.piece.is_empty() {
-            if self.offset >= self.length {
+        while self.piece.is_empty() {
+            if self.left == 0 {
                 return Ok(0);
             }
-            let want = usize::try_from((self.length - self.offset).min(READ_PIECE as u64))
-                .unwrap_or(READ_PIECE);
-            self.piece = self
-                .reader
-                .read_at(&self.file, self.offset, want)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            if self.piece.is_empty() {
+            let Some(id) = self.blobs.next() else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the repository holds less content than its index says",
                 ));
-            }
-            self.offset += self.piece.len() as u64;
+            };
+            self.piece = self
+                .reader
+                .data_blob(&id)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .into();
         }
-        let n = buf.len().min(self.piece.len());
+        let n = buf
+            .len()
+            .min(self.piece.len())
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         buf[..n].copy_from_slice(&self.piece[..n]);
         bytes::Buf::advance(&mut self.piece, n);
+        self.left -= n as u64;
         Ok(n)
     }
 }
@@ -1246,6 +1254,66 @@ mod tests {
             let read = reader.read_small_file(&root, &format!("f{i:03}"))?;
             assert!(read == distinct_content(i), "f{i:03} reads back otherwise");
         }
+        Ok(())
+    }
+
+    /// One file, `f`, holding the bytes given.
+    struct OneFile(Vec<u8>);
+
+    impl ReadSource for OneFile {
+        type Open = Cursor<Vec<u8>>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
+            let meta = Metadata {
+                size: self.0.len() as u64,
+                ..Metadata::default()
+            };
+            vec![
+                Ok(ReadSourceEntry {
+                    path: PathBuf::from("/b"),
+                    node: root,
+                    open: None,
+                }),
+                Ok(ReadSourceEntry {
+                    path: PathBuf::from("/b/f"),
+                    node: Node::new_node(OsStr::new("f"), NodeType::File, meta),
+                    open: Some(Cursor::new(self.0.clone())),
+                }),
+            ]
+            .into_iter()
+        }
+    }
+
+    #[test]
+    fn content_reads_back_whole_compressed_or_not() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        // Text that compresses across several chunks, then random bytes
+        // that do not compress.
+        let mut content: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i} of a log\n").into_bytes())
+            .collect();
+        content.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        let snapshot = repo.archive(&OneFile(content.clone()), &request(), || Ok(()))?;
+        let reader = repo.reader()?;
+        let root = reader.root(&snapshot, "/volumes/v")?;
+        let node = reader.node_below(&root, "f")?;
+        assert!(node.content.as_ref().is_some_and(|c| c.len() > 1));
+        assert!(reader.read_small_file(&root, "f")? == content);
+        let mut dumped = Vec::new();
+        reader.dump(&node, &mut dumped)?;
+        assert!(dumped == content);
+        // A reader asked for less stops there.
+        let mut head = Vec::new();
+        std::io::Read::read_to_end(&mut reader.file_reader(&node, 1000)?, &mut head)
+            .map_err(|e| Error::io("f", e))?;
+        assert!(head == content[..1000]);
         Ok(())
     }
 

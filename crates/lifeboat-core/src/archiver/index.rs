@@ -15,11 +15,33 @@ use rustic_core::{BlobId, FileType, Id, OpenStatus, ReadBackend, Repository, Tre
 use crate::error::{Error, Result};
 
 thread_local! {
-    /// A decompression context for each thread that reads trees: making
+    /// A decompression context for each thread that reads blobs: making
     /// one for every tree took a tenth of a backup that found nothing
     /// changed.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+}
+
+/// A blob's content from what its pack stores: decrypted, and
+/// decompressed when the index says it is compressed.
+pub(crate) fn open_blob(
+    cipher: &Aes256CtrPoly1305Aes,
+    stored: &[u8],
+    uncompressed: Option<NonZeroU32>,
+) -> std::result::Result<Vec<u8>, String> {
+    if stored.len() < 32 {
+        return Err("too short".to_string());
+    }
+    let (nonce, rest) = stored.split_at(16);
+    let (sealed, tag) = rest.split_at(rest.len() - 16);
+    let mut plain = sealed.to_vec();
+    cipher
+        .decrypt_in_place_detached(nonce.into(), &[], &mut plain, tag.into())
+        .map_err(|_| "it does not decrypt".to_string())?;
+    match uncompressed {
+        Some(length) => decompress(&plain, length.get() as usize).map_err(|e| e.to_string()),
+        None => Ok(plain),
+    }
 }
 
 fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
@@ -118,18 +140,7 @@ impl Known {
             place.length,
         )
         .map_err(|e| bad(e.display_log()))?;
-        if stored.len() < 32 {
-            return Err(bad("too short".to_string()));
-        }
-        let (nonce, rest) = stored.split_at(16);
-        let (sealed, tag) = rest.split_at(rest.len() - 16);
-        let mut plain = sealed.to_vec();
-        cipher
-            .decrypt_in_place_detached(nonce.into(), &[], &mut plain, tag.into())
-            .map_err(|_| bad("it does not decrypt".to_string()))?;
-        if let Some(length) = place.uncompressed {
-            plain = decompress(&plain, length.get() as usize).map_err(|e| bad(e.to_string()))?;
-        }
+        let plain = open_blob(cipher, &stored, place.uncompressed).map_err(bad)?;
         if Id::new(crate::archiver::pack::hash(&plain)) != *id {
             return Err(bad("its content does not match its id".to_string()));
         }

@@ -22,7 +22,7 @@
 //! before the index lists it, and the snapshot is written last.
 
 pub(crate) mod chunker;
-mod index;
+pub(crate) mod index;
 pub(crate) mod pack;
 
 use std::collections::HashSet;

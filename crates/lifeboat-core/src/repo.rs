@@ -1078,8 +1078,17 @@ mod tests {
 
     use super::testing::{repo_in, request};
 
+    /// Files below `/b`, named and holding what is given.
+    struct Files(Vec<(String, Vec<u8>)>);
+
     /// `count` files of 20 kB each, all different and incompressible.
-    struct Distinct(usize);
+    fn distinct(count: usize) -> Files {
+        Files(
+            (0..count)
+                .map(|i| (format!("f{i:03}"), distinct_content(i)))
+                .collect(),
+        )
+    }
 
     fn distinct_content(i: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (i as u64 + 1);
@@ -1093,7 +1102,7 @@ mod tests {
             .collect()
     }
 
-    impl ReadSource for Distinct {
+    impl ReadSource for Files {
         type Open = Cursor<Vec<u8>>;
         type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
 
@@ -1103,17 +1112,15 @@ mod tests {
 
         fn entries(&self) -> Self::Iter {
             let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
-            let files = (0..self.0).map(|i| {
-                let content = distinct_content(i);
+            let files = self.0.iter().map(|(name, content)| {
                 let meta = Metadata {
                     size: content.len() as u64,
                     ..Metadata::default()
                 };
-                let name = format!("f{i:03}");
                 Ok(ReadSourceEntry {
-                    path: PathBuf::from("/b").join(&name),
-                    node: Node::new_node(OsStr::new(&name), NodeType::File, meta),
-                    open: Some(Cursor::new(content)),
+                    path: PathBuf::from("/b").join(name),
+                    node: Node::new_node(OsStr::new(name), NodeType::File, meta),
+                    open: Some(Cursor::new(content.clone())),
                 })
             });
             std::iter::once(Ok(ReadSourceEntry {
@@ -1212,7 +1219,7 @@ mod tests {
         // once they hold 4 blobs: 40 files of 20 kB make many of both.
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());
-        let snapshot = repo.archive(&Distinct(40), &request(), || Ok(()))?;
+        let snapshot = repo.archive(&distinct(40), &request(), || Ok(()))?;
 
         let opened = repo.opened()?;
         let mut index_files = 0;
@@ -1257,39 +1264,6 @@ mod tests {
         Ok(())
     }
 
-    /// One file, `f`, holding the bytes given.
-    struct OneFile(Vec<u8>);
-
-    impl ReadSource for OneFile {
-        type Open = Cursor<Vec<u8>>;
-        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
-
-        fn size(&self) -> RusticResult<Option<u64>> {
-            Ok(None)
-        }
-
-        fn entries(&self) -> Self::Iter {
-            let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
-            let meta = Metadata {
-                size: self.0.len() as u64,
-                ..Metadata::default()
-            };
-            vec![
-                Ok(ReadSourceEntry {
-                    path: PathBuf::from("/b"),
-                    node: root,
-                    open: None,
-                }),
-                Ok(ReadSourceEntry {
-                    path: PathBuf::from("/b/f"),
-                    node: Node::new_node(OsStr::new("f"), NodeType::File, meta),
-                    open: Some(Cursor::new(self.0.clone())),
-                }),
-            ]
-            .into_iter()
-        }
-    }
-
     #[test]
     fn content_reads_back_whole_compressed_or_not() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
@@ -1300,7 +1274,11 @@ mod tests {
             .flat_map(|i| format!("line {i} of a log\n").into_bytes())
             .collect();
         content.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-        let snapshot = repo.archive(&OneFile(content.clone()), &request(), || Ok(()))?;
+        let snapshot = repo.archive(
+            &Files(vec![("f".into(), content.clone())]),
+            &request(),
+            || Ok(()),
+        )?;
         let reader = repo.reader()?;
         let root = reader.root(&snapshot, "/volumes/v")?;
         let node = reader.node_below(&root, "f")?;

@@ -278,15 +278,7 @@ fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
     ])
     .ok();
 
-    let backup = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["backup", &volume])
-        .env("LIFEBOAT_REPO", env.repo())
-        .env("LIFEBOAT_PASSWORD", &env.password)
-        .env("LIFEBOAT_STATE_DIR", env.state_dir())
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start lifeboat");
+    let backup = env.start_lifeboat(&["backup", &volume]);
     // Wait until pg_dump of the big database runs, then kill the server.
     let start = Instant::now();
     let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
@@ -321,15 +313,7 @@ fn a_truncate_during_a_postgres_dump_waits_for_it_and_the_counts_match_the_dump(
     ])
     .ok();
 
-    let backup = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["backup", &volume, "--json"])
-        .env("LIFEBOAT_REPO", env.repo())
-        .env("LIFEBOAT_PASSWORD", &env.password)
-        .env("LIFEBOAT_STATE_DIR", env.state_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start lifeboat");
+    let backup = env.start_lifeboat(&["backup", &volume, "--json"]);
     // Once pg_dump holds its lock on the accounts, a TRUNCATE comes: it
     // must wait for the backup, not break it, and the counts taken beside
     // the dump must still be the dump's. (Whether the count of that table

@@ -76,14 +76,7 @@ fn restic_cannot_prune_while_lifeboat_works_and_reads_its_lock() {
     )
     .ok();
 
-    let mut backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["backup", &volume])
-        .env("LIFEBOAT_REPO", env.repo())
-        .env("LIFEBOAT_PASSWORD", &env.password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lifeboat");
+    let backup = env.start_lifeboat(&["backup", &volume]);
     let lock = wait_for_lock(&env.repo());
     let pid = backup.id().to_string();
     let _ = Command::new("kill").args(["-STOP", &pid]).status();
@@ -92,7 +85,7 @@ fn restic_cannot_prune_while_lifeboat_works_and_reads_its_lock() {
     let prune = restic(&env.repo(), &env.password, &["prune"]);
 
     let _ = Command::new("kill").args(["-CONT", &pid]).status();
-    let status = backup.wait().expect("lifeboat ends");
+    let status = backup.wait_with_output().expect("lifeboat ends").status;
 
     let described = described.ok();
     assert!(

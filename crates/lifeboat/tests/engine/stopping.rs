@@ -1,7 +1,7 @@
 //! The stop strategy: writers and their dependents stop in order, start
 //! again in reverse, and always start again, even after lifeboat is killed.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{BUSYBOX, TestEnv, docker};
@@ -182,15 +182,7 @@ fn a_killed_lifeboat_s_stopped_containers_start_again_with_the_next_command() {
     let env = TestEnv::new("stop-kill");
     env.init();
     let (volume, writer) = busy_volume(&env, 400, &[]);
-    let mut backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["backup", &volume, "--single-pass"])
-        .env("LIFEBOAT_REPO", env.repo())
-        .env("LIFEBOAT_PASSWORD", &env.password)
-        .env("LIFEBOAT_STATE_DIR", env.state_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lifeboat");
+    let mut backup = env.start_lifeboat(&["backup", &volume, "--single-pass"]);
     wait_until("the writer is stopped", Duration::from_secs(60), || {
         !running(&writer)
     });
@@ -219,15 +211,7 @@ fn an_interrupted_backup_starts_its_containers_again_and_runs_its_post_hooks() {
             "lifeboat.exec-post=touch /data/post-ran",
         ],
     );
-    let backup = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["backup", &volume, "--single-pass"])
-        .env("LIFEBOAT_REPO", env.repo())
-        .env("LIFEBOAT_PASSWORD", &env.password)
-        .env("LIFEBOAT_STATE_DIR", env.state_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lifeboat");
+    let backup = env.start_lifeboat(&["backup", &volume, "--single-pass"]);
     wait_until("the writer is stopped", Duration::from_secs(60), || {
         !running(&writer)
     });

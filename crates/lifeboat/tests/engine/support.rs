@@ -117,6 +117,22 @@ impl TestEnv {
         self.lifeboat_with(args, &[])
     }
 
+    /// Starts lifeboat against this environment's repository without
+    /// waiting for it; what it prints is piped: read it with
+    /// `wait_with_output`.
+    pub fn start_lifeboat(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .args(args)
+            .env("LIFEBOAT_REPO", self.repo())
+            .env("LIFEBOAT_PASSWORD", &self.password)
+            .env("LIFEBOAT_STATE_DIR", self.state_dir())
+            .env_remove("LIFEBOAT_PASSWORD_FILE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lifeboat")
+    }
+
     pub fn lifeboat_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
         cmd.args(args)

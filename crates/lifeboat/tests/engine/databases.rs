@@ -304,6 +304,77 @@ fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
 }
 
 #[test]
+fn an_interrupted_postgres_dump_ends_at_once_and_leaves_no_session_open() {
+    let env = TestEnv::new("pg-int");
+    env.init();
+    let (db, volume) = postgres(&env, "pg", "pw");
+    docker(&[
+        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", "30", "-q", "shopdb",
+    ])
+    .ok();
+
+    let backup = env.start_lifeboat(&["backup", &volume]);
+    // Interrupted while the dump runs and the rows are being counted
+    // beside it: nothing may wait for counts that will never come.
+    let start = Instant::now();
+    let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
+    while docker(&["exec", &db, "sh", "-c", dumping]).code != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pg_dump never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = backup.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let interrupted = Instant::now();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(backup.wait_with_output());
+    });
+    let Ok(out) = done_rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        panic!("lifeboat did not end within a minute of SIGINT");
+    };
+    let out = out.expect("lifeboat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(30),
+        "{:?} to end after SIGINT",
+        interrupted.elapsed()
+    );
+    // No psql or pg_dump of the backup is left holding a transaction.
+    let sessions = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE datname IS NOT NULL AND pid <> pg_backend_pid() \
+                    AND (application_name IN ('psql', 'pg_dump') OR state LIKE 'idle in transaction%')";
+    let start = Instant::now();
+    while sql(&db, "postgres", sessions) != "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "sessions left: {}",
+            sql(
+                &db,
+                "postgres",
+                "SELECT string_agg(application_name || ' ' || state, ', ') FROM pg_stat_activity \
+                 WHERE datname IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
+    assert_eq!(
+        snapshots.as_array().map(Vec::len),
+        Some(0),
+        "an interrupted dump left a snapshot"
+    );
+}
+
+#[test]
 fn a_truncate_during_a_postgres_dump_waits_for_it_and_the_counts_match_the_dump() {
     let env = TestEnv::new("pg-truncate");
     env.init();

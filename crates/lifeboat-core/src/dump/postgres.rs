@@ -5,8 +5,8 @@
 //! Each database's dump runs in a snapshot exported by a transaction that
 //! lifeboat holds open for the whole backup, and the row counts are taken
 //! in that same transaction while the dumps run: however busy the server,
-//! the counts describe exactly the rows in the dump, and counting adds no
-//! time before the dump starts. The dumps are written uncompressed
+//! the counts describe exactly the rows in the dump (the session locks the
+//! tables first), and counting adds no time before the dump starts. The dumps are written uncompressed
 //! (`-Z0`): the repository compresses anyway, and uncompressed dumps of
 //! mostly unchanged databases deduplicate from one night to the next.
 
@@ -335,8 +335,8 @@ async fn open_session(
             Err(e) => record_fatal(&log, format!("{}: {e}", driven.what)),
         }
         drop(_unfilled);
-        // Told to end, or its session dropped: commit and quit either
-        // way; the transaction only ever read.
+        // Told to end by `close` (a session dropped instead aborts this
+        // task, and psql rolls back when its connection goes).
         let _ = ended.await;
         driven.commit().await;
     });

@@ -6,9 +6,10 @@
 //! lifeboat holds open for the whole backup, and the row counts are taken
 //! in that same transaction while the dumps run: however busy the server,
 //! the counts describe exactly the rows in the dump (the session locks the
-//! tables first), and counting adds no time before the dump starts. The dumps are written uncompressed
-//! (`-Z0`): the repository compresses anyway, and uncompressed dumps of
-//! mostly unchanged databases deduplicate from one night to the next.
+//! tables first), and counting adds no time before the dump starts. The
+//! dumps are written uncompressed (`-Z0`): the repository compresses
+//! anyway, and uncompressed dumps of mostly unchanged databases
+//! deduplicate from one night to the next.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{BUSYBOX as BUSYBOX_IMAGE, TestEnv, docker, docker_with_input, restic};
+use crate::support::{
+    BUSYBOX as BUSYBOX_IMAGE, TestEnv, docker, docker_with_input, restic, wait_until,
+};
 
 const POSTGRES: &str = "lifeboat-test/postgres:15";
 
@@ -29,6 +31,35 @@ fn sql(container: &str, database: &str, query: &str) -> String {
     .stdout
     .trim()
     .to_string()
+}
+
+/// A PostgreSQL container filled by `pgbench -i -s SCALE`.
+fn postgres_with_rows(env: &TestEnv, scale: &str) -> (String, String) {
+    let (db, volume) = postgres(env, "pg", "pw");
+    docker(&[
+        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", scale, "-q", "shopdb",
+    ])
+    .ok();
+    (db, volume)
+}
+
+/// Waits until a `pg_dump` runs in the container.
+fn wait_for_pg_dump(db: &str) {
+    let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
+    wait_until("pg_dump runs", Duration::from_secs(60), || {
+        docker(&["exec", db, "sh", "-c", dumping]).code == 0
+    });
+}
+
+/// A database's entry in a dump's manifest.
+fn database_in(manifest: &serde_json::Value, name: &str) -> serde_json::Value {
+    manifest["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the manifest: {manifest}"))
+        .clone()
 }
 
 /// The manifest of a dump snapshot, read by restic.
@@ -73,14 +104,7 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
     );
     assert!(!tags.contains("s3cret-pw"));
 
-    let recorded = manifest(&env, &id, &volume);
-    let shop = recorded["databases"]
-        .as_array()
-        .expect("databases")
-        .iter()
-        .find(|d| d["name"] == "shopdb")
-        .expect("shopdb in the manifest")
-        .clone();
+    let shop = database_in(&manifest(&env, &id, &volume), "shopdb");
     assert_eq!(shop["tables"]["public.pgbench_accounts"], 400_000);
     let history = shop["tables"]["public.pgbench_history"]
         .as_u64()
@@ -272,23 +296,11 @@ fn a_postgres_dump_with_wrong_credentials_fails_and_names_the_cause() {
 fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
     let env = TestEnv::new("pg-dies");
     env.init();
-    let (db, volume) = postgres(&env, "pg", "pw");
-    docker(&[
-        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", "30", "-q", "shopdb",
-    ])
-    .ok();
+    let (db, volume) = postgres_with_rows(&env, "30");
 
     let backup = env.start_lifeboat(&["backup", &volume]);
     // Wait until pg_dump of the big database runs, then kill the server.
-    let start = Instant::now();
-    let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
-    while docker(&["exec", &db, "sh", "-c", dumping]).code != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "pg_dump never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_pg_dump(&db);
     docker(&["kill", &db]).ok();
     let out = backup.wait_with_output().expect("lifeboat ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -307,24 +319,12 @@ fn a_postgres_server_dying_mid_dump_leaves_no_snapshot() {
 fn an_interrupted_postgres_dump_ends_at_once_and_leaves_no_session_open() {
     let env = TestEnv::new("pg-int");
     env.init();
-    let (db, volume) = postgres(&env, "pg", "pw");
-    docker(&[
-        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", "30", "-q", "shopdb",
-    ])
-    .ok();
+    let (db, volume) = postgres_with_rows(&env, "30");
 
     let backup = env.start_lifeboat(&["backup", &volume]);
     // Interrupted while the dump runs and the rows are being counted
     // beside it: nothing may wait for counts that will never come.
-    let start = Instant::now();
-    let dumping = "grep -qx pg_dump /proc/[0-9]*/comm 2>/dev/null";
-    while docker(&["exec", &db, "sh", "-c", dumping]).code != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "pg_dump never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_pg_dump(&db);
     let pid = backup.id().to_string();
     let _ = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -378,11 +378,7 @@ fn an_interrupted_postgres_dump_ends_at_once_and_leaves_no_session_open() {
 fn a_truncate_during_a_postgres_dump_waits_for_it_and_the_counts_match_the_dump() {
     let env = TestEnv::new("pg-truncate");
     env.init();
-    let (db, volume) = postgres(&env, "pg", "pw");
-    docker(&[
-        "exec", &db, "pgbench", "-U", "shop", "-i", "-s", "10", "-q", "shopdb",
-    ])
-    .ok();
+    let (db, volume) = postgres_with_rows(&env, "10");
 
     let backup = env.start_lifeboat(&["backup", &volume, "--json"]);
     // Once pg_dump holds its lock on the accounts, a TRUNCATE comes: it
@@ -393,14 +389,9 @@ fn a_truncate_during_a_postgres_dump_waits_for_it_and_the_counts_match_the_dump(
     let held = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
                 WHERE a.application_name = 'pg_dump' AND l.granted \
                 AND l.relation = 'pgbench_accounts'::regclass";
-    let start = Instant::now();
-    while sql(&db, "shopdb", held) != "1" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "pg_dump never locked the table"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("pg_dump locks the table", Duration::from_secs(60), || {
+        sql(&db, "shopdb", held) == "1"
+    });
     docker(&[
         "exec",
         "-d",
@@ -422,24 +413,12 @@ fn a_truncate_during_a_postgres_dump_waits_for_it_and_the_counts_match_the_dump(
         .as_str()
         .expect("snapshot")
         .to_string();
-    let recorded = manifest(&env, &id, &volume);
-    let shop = recorded["databases"]
-        .as_array()
-        .expect("databases")
-        .iter()
-        .find(|d| d["name"] == "shopdb")
-        .expect("shopdb in the manifest")
-        .clone();
+    let shop = database_in(&manifest(&env, &id, &volume), "shopdb");
     assert_eq!(shop["tables"]["public.pgbench_accounts"], 1_000_000);
     // The TRUNCATE went through once the backup let go of the table.
-    let start = Instant::now();
-    while sql(&db, "shopdb", "SELECT count(*) FROM pgbench_accounts") != "0" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the TRUNCATE never ran"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the TRUNCATE runs", Duration::from_secs(60), || {
+        sql(&db, "shopdb", "SELECT count(*) FROM pgbench_accounts") == "0"
+    });
 
     let (fresh, _) = postgres(&env, "pg-fresh", "pw");
     let restored = env
@@ -723,14 +702,9 @@ fn redis_rdb_restores_into_an_append_only_container_and_survives_a_restart() {
     docker(&["exec", &fresh, "redis-cli", "-n", "3", "GET", "elsewhere"]).ok();
     // The append-only file now holds the restored data.
     docker(&["restart", &fresh]).ok();
-    let start = Instant::now();
-    while docker(&["exec", &fresh, "redis-cli", "PING"]).stdout.trim() != "PONG" {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "redis did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("redis comes back", Duration::from_secs(30), || {
+        docker(&["exec", &fresh, "redis-cli", "PING"]).stdout.trim() == "PONG"
+    });
     assert_eq!(redis_keys(&fresh), keys);
     assert_eq!(
         docker(&["exec", &fresh, "redis-cli", "CONFIG", "GET", "appendonly"])

@@ -2,9 +2,9 @@
 //! again in reverse, and always start again, even after lifeboat is killed.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{BUSYBOX, TestEnv, docker};
+use crate::support::{BUSYBOX, TestEnv, docker, wait_until};
 
 fn state(container: &str, field: &str) -> String {
     docker(&[
@@ -59,14 +59,6 @@ fn busy_volume(env: &TestEnv, megabytes: u32, labels: &[&str]) -> (String, Strin
     ]);
     let writer = env.container("writer", &args, true);
     (volume, writer)
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn window_of(report: &serde_json::Value, container: &str) -> f64 {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "lifeboat-test/busybox:1";
 
@@ -313,6 +314,15 @@ pub fn docker_with_input(args: &[&str], input: &str) -> Run {
         stdin.write_all(input.as_bytes()).expect("write to docker");
     }
     Run::from(child.wait_with_output().expect("docker ends"))
+}
+
+/// Waits until `done` holds, failing the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs the docker CLI.

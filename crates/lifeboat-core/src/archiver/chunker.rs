@@ -25,6 +25,11 @@ const WINDOW: usize = 1 << WINDOW_BITS;
 /// How much is read at once, beyond what a chunk needs.
 const READ_BLOCK: usize = 1 << 20;
 
+/// How much is read, when there is that much, before a chunk's end is
+/// searched for: a search hashes stretches side by side only when it has
+/// enough bytes for all of them.
+const SEARCH_AHEAD: usize = 256 << 10;
+
 /// How a repository cuts files.
 #[derive(Clone, Debug)]
 pub(crate) enum Cutting {
@@ -133,27 +138,33 @@ impl<R: Read> Chunker<R> {
         // and an empty slot, which the first byte in (at `base`) replaces.
         // The bytes leaving are then the 63, and after them the bytes that
         // came in: the minimum's last byte was never in. All are still in
-        // the buffer, which keeps the whole chunk.
+        // the buffer, which keeps the whole chunk. Once the 63 are out,
+        // the window holds only bytes past the minimum.
+        let whole_window = min + WINDOW - 1;
         let mut len = min;
         loop {
             if len >= max || rabin.hash & mask == 0 {
                 return Ok(len);
+            }
+            if len == whole_window {
+                break;
             }
             // Reading more may move the chunk to the front of the buffer:
             // positions are taken from `start` again below.
             if self.start + len == self.filled && !self.more()? {
                 return Ok(len);
             }
-            let end = self.filled.min(self.start + max);
+            let end = self
+                .filled
+                .min(self.start + max)
+                .min(self.start + whole_window);
             let base = self.start + min;
             let mut i = self.start + len;
             while i < end {
                 let leaving = if i == base {
                     0
-                } else if i < base + WINDOW {
-                    self.buf[i - WINDOW - 1]
                 } else {
-                    self.buf[i - WINDOW]
+                    self.buf[i - WINDOW - 1]
                 };
                 rabin.roll(leaving, self.buf[i]);
                 i += 1;
@@ -162,6 +173,20 @@ impl<R: Read> Chunker<R> {
                 }
             }
             len = i - self.start;
+        }
+        // From here on, the fingerprint at a byte is that of the window
+        // ending there, whatever came before: long stretches are searched
+        // at once, several side by side.
+        loop {
+            self.fill_to(max.min(len + SEARCH_AHEAD))?;
+            let end = self.filled.min(self.start + max);
+            if let Some(i) = rabin.find_window(&self.buf[..end], self.start + len, mask) {
+                return Ok(i + 1 - self.start);
+            }
+            len = end - self.start;
+            if len >= max || !self.more()? {
+                return Ok(len);
+            }
         }
     }
 
@@ -311,6 +336,58 @@ mod tests {
         assert!(expected.len() > 300, "{}", expected.len());
         assert!(expected.contains(&(1 << 14)), "a maximum cut");
         for (step, hint) in [(usize::MAX, 0), (7, 0), (4096, 3 << 20), (100_000, 10)] {
+            assert_eq!(cuts(&data, &cutting, step, hint), expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn cuts_at_every_distance_from_the_minimum() {
+        // The smallest minimum and a fingerprint that matches every 64
+        // bytes: ends fall at every distance past the minimum, also where
+        // the window first holds only bytes past it (63 bytes on).
+        let cutting = Cutting::Rabin {
+            polynom: 0x3f_ac41_9b2c_3b2b,
+            average: 1 << 6,
+            min: 64,
+            max: 1 << 16,
+        };
+        let data = noise(1 << 20, 17);
+        let expected = reference(&data, &cutting);
+        for past in [0, 1, 62, 63, 64, 65] {
+            assert!(
+                expected.contains(&(64 + past)),
+                "a chunk ending {past} past the minimum"
+            );
+        }
+        for (step, hint) in [(usize::MAX, 1 << 20), (1000, 0)] {
+            assert_eq!(cuts(&data, &cutting, step, hint), expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn long_searches_cut_where_the_byte_at_a_time_algorithm_cuts() {
+        // Chunks long enough that their ends are searched for in
+        // stretches side by side, and many of them.
+        let cutting = Cutting::Rabin {
+            polynom: 0x3f_ac41_9b2c_3b2b,
+            average: 1 << 17,
+            min: 1 << 15,
+            max: 1 << 18,
+        };
+        let data = noise(8 << 20, 13);
+        let expected = reference(&data, &cutting);
+        assert!(expected.len() > 30, "{}", expected.len());
+        assert!(expected.contains(&(1 << 18)), "a maximum cut");
+        assert!(
+            expected.iter().any(|&c| c > (1 << 15) + (64 << 10)),
+            "a chunk whose end is far past the minimum"
+        );
+        for (step, hint) in [
+            (usize::MAX, 8 << 20),
+            (1000, 0),
+            (50_000, 100),
+            (300_000, 0),
+        ] {
             assert_eq!(cuts(&data, &cutting, step, hint), expected, "step {step}");
         }
     }

@@ -32,6 +32,7 @@ mod archiver;
 mod crypto;
 mod fsmeta;
 mod host;
+mod local_packs;
 mod lock;
 mod node;
 mod paths;

@@ -21,6 +21,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::local_packs::LocalPacks;
 use crate::progress::TransferProgress;
 
 /// Where the repository is and how to open it.
@@ -341,6 +342,7 @@ impl Repo {
         let gate = Arc::new(SnapshotGate {
             inner: backends.repository(),
             held: Mutex::new(None),
+            packs: settings.local_path().map(LocalPacks::new),
         });
         let backends = RepositoryBackends::new(gate.clone(), backends.repo_hot());
         let options = RepositoryOptions::default().cache_dir(settings.cache_dir.clone());
@@ -911,9 +913,13 @@ pub struct TreeSummary {
 /// published only after the source has been checked. Everything else
 /// (packs, index) goes through at once, in the order the repository format
 /// requires; a held snapshot that is dropped leaves only unreferenced data.
+/// The packs of a local repository are flushed to disk on a thread of
+/// their own (see [`LocalPacks`]): nothing else is written, and no pack
+/// read, before those it may refer to are on disk.
 struct SnapshotGate {
     inner: Arc<dyn WriteBackend>,
     held: Mutex<Option<Vec<HeldSnapshot>>>,
+    packs: Option<LocalPacks>,
 }
 
 /// A snapshot file waiting at the gate: its id, whether it may be cached,
@@ -936,12 +942,26 @@ impl SnapshotGate {
     fn release(&self, publish: bool) -> RusticResult<()> {
         let held = self.held().take();
         if publish {
+            self.flushed()?;
             for (id, cacheable, content) in held.into_iter().flatten() {
                 self.inner
                     .write_bytes(rustic_core::FileType::Snapshot, &id, cacheable, content)?;
             }
         }
         Ok(())
+    }
+
+    /// Waits until the packs written so far are on disk.
+    fn flushed(&self) -> RusticResult<()> {
+        self.packs.as_ref().map_or(Ok(()), LocalPacks::flushed)
+    }
+
+    /// Waits until the pack `id` is on disk, if it is on its way.
+    fn flushed_pack(&self, tpe: rustic_core::FileType, id: &Id) -> RusticResult<()> {
+        match &self.packs {
+            Some(packs) if tpe == rustic_core::FileType::Pack => packs.flushed_pack(id),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -956,6 +976,7 @@ impl ReadBackend for SnapshotGate {
         self.inner.list(tpe)
     }
     fn read_full(&self, tpe: rustic_core::FileType, id: &Id) -> RusticResult<bytes::Bytes> {
+        self.flushed_pack(tpe, id)?;
         self.inner.read_full(tpe, id)
     }
     fn read_partial(
@@ -966,6 +987,7 @@ impl ReadBackend for SnapshotGate {
         offset: u32,
         length: u32,
     ) -> RusticResult<bytes::Bytes> {
+        self.flushed_pack(tpe, id)?;
         self.inner.read_partial(tpe, id, cacheable, offset, length)
     }
     fn warmup_path(&self, tpe: rustic_core::FileType, id: &Id) -> String {
@@ -990,12 +1012,18 @@ impl WriteBackend for SnapshotGate {
         cacheable: bool,
         content: rustic_core::BytesList,
     ) -> RusticResult<()> {
+        if tpe == rustic_core::FileType::Pack
+            && let Some(packs) = &self.packs
+        {
+            return packs.write(id, content);
+        }
         if tpe == rustic_core::FileType::Snapshot
             && let Some(held) = self.held().as_mut()
         {
             held.push((*id, cacheable, content));
             return Ok(());
         }
+        self.flushed()?;
         self.inner.write_bytes(tpe, id, cacheable, content)
     }
     fn remove(&self, tpe: rustic_core::FileType, id: &Id, cacheable: bool) -> RusticResult<()> {

@@ -6,10 +6,19 @@
 //! lifeboat holds open for the whole backup, and the row counts are taken
 //! in that same transaction while the dumps run: however busy the server,
 //! the counts describe exactly the rows in the dump (the session locks the
-//! tables first), and counting adds no time before the dump starts. The
-//! dumps are written uncompressed (`-Z0`): the repository compresses
-//! anyway, and uncompressed dumps of mostly unchanged databases
-//! deduplicate from one night to the next.
+//! tables first), and counting adds no time before the dump starts.
+//!
+//! The dumps are compressed by `pg_dump` itself, at zlib's fastest level
+//! (`-Z1`), inside the container: everything a dump writes crosses the
+//! engine's exec stream, which cost the engine about 16 ns a byte (3.2
+//! CPU seconds for the 197 MiB uncompressed dump of a `pgbench -i -s 20`
+//! database, on two cores that the database and lifeboat need too),
+//! against 7 MiB compressed. Uncompressed dumps were meant to deduplicate
+//! from one night to the next, but rows move as they are updated: after
+//! 1% of that database's accounts changed (`pgbench -t 4000 -c 2`), each
+//! night's uncompressed dump added 3.4 to 3.8 MiB to the repository, the
+//! compressed one 2.3 to 3.0 MiB. Tables that do not change dump to the
+//! same bytes either way, and so to the same chunks.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -193,7 +202,7 @@ pub(crate) async fn prepare(
                 &[
                     "pg_dump",
                     "--format=custom",
-                    "--compress=0",
+                    "--compress=1",
                     "--no-password",
                     &format!("--lock-wait-timeout={LOCK_WAIT}"),
                     &format!("--snapshot={snapshot}"),

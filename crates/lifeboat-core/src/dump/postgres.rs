@@ -117,17 +117,21 @@ impl Drop for Session {
     }
 }
 
+/// psql as lifeboat runs it: no startup file, no password prompt, bare
+/// rows, stopping at the first error.
+const PSQL: [&str; 8] = [
+    "psql",
+    "-X",
+    "-w",
+    "-A",
+    "-t",
+    "-q",
+    "-v",
+    "ON_ERROR_STOP=1",
+];
+
 fn psql(args: &[&str]) -> Vec<String> {
-    let mut all = vec![
-        "psql",
-        "-X",
-        "-w",
-        "-A",
-        "-t",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ];
+    let mut all = PSQL.to_vec();
     all.extend_from_slice(args);
     shell(WITH_CREDENTIALS, &all)
 }
@@ -142,16 +146,11 @@ pub(crate) async fn prepare(
     progress: &std::sync::Arc<TransferProgress>,
 ) -> Result<Prepared> {
     let container = &from.container;
-    let version_command = psql(&["-c", "SHOW server_version"]);
-    let (version, databases, settings) = tokio::try_join!(
-        run(engine, container, &version_command, "psql"),
-        database_names(
-            engine,
-            container,
-            "WHERE datallowconn AND NOT datistemplate",
-        ),
-        read_settings(engine, container),
-    )?;
+    let Server {
+        version,
+        databases,
+        settings,
+    } = describe(engine, container).await?;
     // Every database's snapshot is exported before any dump starts.
     let turn = Arc::new(tokio::sync::Semaphore::new(1));
     let opened = futures_util::future::try_join_all(
@@ -166,7 +165,7 @@ pub(crate) async fn prepare(
         container: container.clone(),
         image: from.image.clone(),
         data_path: from.data_path.clone(),
-        server_version: String::from_utf8_lossy(&version).trim().to_string(),
+        server_version: version,
         counts: "exact: count(*) of every table in the snapshot the dump was taken from".into(),
         databases: Vec::new(),
         settings,
@@ -235,17 +234,55 @@ pub(crate) async fn prepare(
     Ok(Prepared { files, sessions })
 }
 
-async fn read_settings(engine: &Engine, container: &str) -> Result<BTreeMap<String, String>> {
-    let command = ["sh", "-c", SETTINGS].map(String::from);
-    let out = run(engine, container, &command, "reading settings").await?;
-    Ok(out
-        .split(|b| *b == 0)
+/// What a dump starts from.
+struct Server {
+    version: String,
+    /// The databases to dump, by name.
+    databases: Vec<String>,
+    /// The container's settings that are not secrets ([`SETTINGS`]).
+    settings: BTreeMap<String, String>,
+}
+
+/// Asks the container for its settings, the server for its version and
+/// databases: one exec, since each costs the engine a process start.
+async fn describe(engine: &Engine, container: &str) -> Result<Server> {
+    let mut args = PSQL.to_vec();
+    args.extend_from_slice(&[
+        "-0",
+        "-d",
+        "postgres",
+        "-c",
+        "SHOW server_version",
+        "-c",
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+    ]);
+    let command = shell(&format!("{SETTINGS}\n{WITH_CREDENTIALS}"), &args);
+    let out = run(engine, container, &command, "asking psql for the databases").await?;
+    // The three settings, the version, the databases: each ends with a
+    // zero byte.
+    let mut fields = out.split(|b| *b == 0).map(|f| {
+        String::from_utf8_lossy(f)
+            .trim_end_matches('\n')
+            .to_string()
+    });
+    let settings = fields
+        .by_ref()
+        .take(3)
         .filter_map(|pair| {
-            let text = String::from_utf8_lossy(pair);
-            let (k, v) = text.split_once('=')?;
+            let (k, v) = pair.split_once('=')?;
             (!v.is_empty()).then(|| (k.to_string(), v.to_string()))
         })
-        .collect())
+        .collect();
+    let version = fields
+        .next()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::Other(format!("psql in container {container} gave no version")))?;
+    Ok(Server {
+        version,
+        databases: fields.filter(|n| !n.is_empty()).collect(),
+        settings,
+    })
 }
 
 /// Starts a transaction in `database`, exports its snapshot and locks
@@ -373,14 +410,19 @@ struct Driven {
 
 impl Driven {
     /// Counts every table's rows once `turn` allows: one database at a
-    /// time, beside the dumps, keeps the load on the server to one scan
-    /// more than the dumps'.
+    /// time, beside the dumps, and without parallel workers, keeps the
+    /// load on the server to one scan more than the dumps'. (With them, a
+    /// count of the bench's 2-million-row table ran in three processes
+    /// and took the cores from the dump it ran beside.)
     async fn count(
         &mut self,
         turn: &tokio::sync::Semaphore,
     ) -> std::result::Result<Counts, String> {
         let _turn = turn.acquire().await.map_err(|e| e.to_string())?;
-        let script = format!("{}\n\\echo {COUNTS_DONE}\n", count_rows());
+        let script = format!(
+            "SET LOCAL max_parallel_workers_per_gather = 0;\n{}\n\\echo {COUNTS_DONE}\n",
+            count_rows()
+        );
         self.input
             .write_all(script.as_bytes())
             .await

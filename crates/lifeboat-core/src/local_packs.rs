@@ -1,45 +1,75 @@
-//! Pack files of a repository in a local directory: written at once, and
-//! flushed to disk on a thread of their own.
+//! Pack files of a repository in a local directory: written as their
+//! blobs come, and flushed to disk on a thread of their own.
 //!
 //! The repository library's local backend flushes every file it writes to
 //! disk before it returns. A backup of new data then waited for the disk
 //! at every 16 MiB pack: on two cores, a first backup of 1 GiB of random
 //! data kept them busy 60% of its wall time (perf, `lifeboat backup` of
-//! the bench's `big` set). Here a pack is written under a temporary name
-//! and handed to a flusher thread, which syncs it and gives it its name
-//! while the backup goes on, as the library's backend does in line.
+//! the bench's `big` set). Here a pack is written under a temporary name,
+//! blob by blob ([`PackFile`]: no pack is gathered in memory), and handed
+//! to a flusher thread, which syncs it and gives it its name while the
+//! backup goes on, as the library's backend does in line.
 //!
 //! What the format needs on disk still holds: [`LocalPacks::flushed`]
-//! returns once every pack written so far is synced and named, and the
+//! returns once every pack finished so far is synced and named, and the
 //! repository's backend calls it before it writes anything else (an index
 //! that lists the packs, a snapshot), and before it reads a pack that is
 //! still on its way.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use rustic_core::{BytesList, ErrorKind, Id, RusticError, RusticResult};
+
+/// How much of a pack is gathered before it is written: the small blobs of
+/// small files go to the file together.
+const PACK_BUFFER: usize = 1 << 20;
 
 /// The pack files written in a local repository and not yet flushed.
 pub(crate) struct LocalPacks {
     dir: PathBuf,
-    state: std::sync::Arc<(Mutex<Flushing>, Condvar)>,
+    state: Arc<(Mutex<Flushing>, Condvar)>,
     /// The flusher's queue and thread, started with the first pack.
     flusher: Mutex<Option<(mpsc::Sender<Written>, std::thread::JoinHandle<()>)>>,
 }
 
 #[derive(Default)]
 struct Flushing {
-    /// The packs written and not yet flushed.
+    /// The packs finished and not yet flushed.
     pending: HashSet<Id>,
     /// Why a pack could not be flushed: no later index may list it.
     failure: Option<String>,
 }
 
-/// A pack written under its temporary name.
+/// A pack being written under a temporary name; dropped unfinished, it
+/// is removed.
+pub(crate) struct PackFile {
+    file: Option<BufWriter<File>>,
+    temporary: PathBuf,
+}
+
+impl PackFile {
+    /// Appends bytes to the pack.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.write_all(bytes),
+            None => Err(std::io::Error::other("the pack was finished")),
+        }
+    }
+}
+
+impl Drop for PackFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// A finished pack, under its temporary name.
 struct Written {
     id: Id,
     file: File,
@@ -58,68 +88,95 @@ impl LocalPacks {
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             dir,
-            state: std::sync::Arc::default(),
+            state: Arc::default(),
             flusher: Mutex::new(None),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, Flushing> {
-        self.state
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes a pack under a temporary name and queues it for flushing.
+    /// Writes a whole pack and queues it for flushing.
     pub(crate) fn write(&self, id: &Id, content: BytesList) -> RusticResult<()> {
-        if let Some(failure) = &self.state().failure {
-            return Err(RusticError::new(
-                ErrorKind::InputOutput,
-                "an earlier pack could not be flushed to disk: {failure}",
-            )
-            .attach_context("failure", failure.clone()));
+        let mut pack = self.create()?;
+        for piece in content.into_vec() {
+            pack.append(&piece)
+                .map_err(|e| io_error("cannot write the pack", &pack.temporary, e))?;
         }
+        self.finish(pack, id)
+    }
+
+    /// Starts a pack under a temporary name, for its bytes to be appended
+    /// as they come.
+    pub(crate) fn create(&self) -> RusticResult<PackFile> {
+        self.wait_for(|_| false)?;
+        let data = self.dir.join("data");
+        std::fs::create_dir_all(&data)
+            .map_err(|e| io_error("cannot create the directory", &data, e))?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| {
+            RusticError::new(ErrorKind::InputOutput, "no randomness for a file name: {e}")
+                .attach_context("e", e.to_string())
+        })?;
+        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        // Neither a pack's name nor in a pack's directory: listings of the
+        // repository skip it.
+        let temporary = data.join(format!("lifeboat-{name}.tmp"));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&temporary)
+            .map_err(|e| io_error("cannot create the pack", &temporary, e))?;
+        Ok(PackFile {
+            file: Some(BufWriter::with_capacity(PACK_BUFFER, file)),
+            temporary,
+        })
+    }
+
+    /// Queues a pack whose bytes are all written, and whose name is `id`,
+    /// for flushing.
+    pub(crate) fn finish(&self, mut pack: PackFile, id: &Id) -> RusticResult<()> {
         let hex = id.to_hex();
         let parent = self.dir.join("data").join(&hex[..2]);
         std::fs::create_dir_all(&parent)
             .map_err(|e| io_error("cannot create the directory", &parent, e))?;
-        let path = parent.join(hex.as_str());
-        let temporary = parent.join(format!("{}-tmp-", hex.as_str()));
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&temporary)
-            .and_then(|mut file| {
-                for piece in content.into_vec() {
-                    file.write_all(&piece)?;
-                }
-                Ok(file)
-            });
-        let file = match written {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = std::fs::remove_file(&temporary);
-                return Err(io_error("cannot write the pack", &temporary, e));
+        let file = match pack.file.take().map(BufWriter::into_inner) {
+            Some(Ok(file)) => file,
+            Some(Err(e)) => {
+                let _ = std::fs::remove_file(&pack.temporary);
+                return Err(io_error(
+                    "cannot write the pack",
+                    &pack.temporary,
+                    e.into_error(),
+                ));
+            }
+            None => {
+                return Err(RusticError::new(
+                    ErrorKind::InputOutput,
+                    "the pack `{path}` was finished twice",
+                )
+                .attach_context("path", pack.temporary.display().to_string()));
             }
         };
         self.state().pending.insert(*id);
         let written = Written {
             id: *id,
             file,
-            temporary,
-            path,
+            temporary: std::mem::take(&mut pack.temporary),
+            path: parent.join(hex.as_str()),
         };
-        let mut flusher = self
-            .flusher
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut flusher = self.flusher.lock().unwrap_or_else(PoisonError::into_inner);
         if flusher.is_none() {
             let (tx, rx) = mpsc::channel();
             let state = self.state.clone();
             let started = std::thread::Builder::new()
                 .name("lifeboat-flush".into())
-                .spawn(move || flush(&rx, &state));
+                .spawn(move || {
+                    for written in rx {
+                        flush(written, &state);
+                    }
+                });
             match started {
                 Ok(thread) => *flusher = Some((tx, thread)),
                 Err(e) => tracing::debug!("flushing packs in line: {e}"),
@@ -131,12 +188,12 @@ impl LocalPacks {
         };
         if let Some(written) = unsent {
             // No flusher (it could not start, or it panicked): in line.
-            flush_one(written, &self.state);
+            flush(written, &self.state);
         }
         Ok(())
     }
 
-    /// Waits until every pack written so far is on disk under its name.
+    /// Waits until every pack finished so far is on disk under its name.
     pub(crate) fn flushed(&self) -> RusticResult<()> {
         self.wait_for(|pending| !pending.is_empty())
     }
@@ -146,6 +203,8 @@ impl LocalPacks {
         self.wait_for(|pending| pending.contains(id))
     }
 
+    /// Waits while `waiting` says so; fails once a pack could not be
+    /// flushed.
     fn wait_for(&self, waiting: impl Fn(&HashSet<Id>) -> bool) -> RusticResult<()> {
         let mut state = self.state();
         while state.failure.is_none() && waiting(&state.pending) {
@@ -153,7 +212,7 @@ impl LocalPacks {
                 .state
                 .1
                 .wait(state)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(PoisonError::into_inner);
         }
         match &state.failure {
             None => Ok(()),
@@ -172,7 +231,7 @@ impl Drop for LocalPacks {
         let flusher = self
             .flusher
             .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some((tx, thread)) = flusher {
             drop(tx);
@@ -181,15 +240,9 @@ impl Drop for LocalPacks {
     }
 }
 
-fn flush(queue: &mpsc::Receiver<Written>, state: &(Mutex<Flushing>, Condvar)) {
-    for written in queue {
-        flush_one(written, state);
-    }
-}
-
 /// Syncs a pack and gives it its name; a failure is kept for whoever
 /// waits.
-fn flush_one(written: Written, state: &(Mutex<Flushing>, Condvar)) {
+fn flush(written: Written, state: &(Mutex<Flushing>, Condvar)) {
     let Written {
         id,
         file,
@@ -204,10 +257,7 @@ fn flush_one(written: Written, state: &(Mutex<Flushing>, Condvar)) {
             std::fs::rename(&temporary, &path)
                 .map_err(|e| format!("naming {}: {e}", path.display()))
         });
-    let mut flushing = state
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut flushing = state.0.lock().unwrap_or_else(PoisonError::into_inner);
     flushing.pending.remove(&id);
     if let Err(why) = flushed {
         let _ = std::fs::remove_file(&temporary);
@@ -220,26 +270,39 @@ fn flush_one(written: Written, state: &(Mutex<Flushing>, Condvar)) {
 mod tests {
     use super::*;
 
+    fn pack_path(dir: &Path, id: &Id) -> PathBuf {
+        let hex = id.to_hex();
+        dir.join("data").join(&hex[..2]).join(hex.as_str())
+    }
+
     #[test]
     fn packs_get_their_names_once_flushed() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("data"))?;
         let packs = LocalPacks::new(dir.path().to_path_buf());
         let ids: Vec<Id> = (0..5u8).map(|i| Id::new([i; 32])).collect();
         for (i, id) in ids.iter().enumerate() {
             let content: BytesList = vec![i as u8; 1000 + i].into();
             packs.write(id, content).expect("written");
         }
+        // Appended piece by piece, past the buffer.
+        let streamed = Id::new([7; 32]);
+        let mut pack = packs.create().expect("created");
+        let big = vec![7u8; PACK_BUFFER + 10];
+        pack.append(b"head")?;
+        pack.append(&big)?;
+        packs.finish(pack, &streamed).expect("finished");
         packs.flushed().expect("flushed");
         for (i, id) in ids.iter().enumerate() {
-            let hex = id.to_hex();
-            let path = dir.path().join("data").join(&hex[..2]).join(hex.as_str());
-            assert_eq!(std::fs::read(&path)?, vec![i as u8; 1000 + i]);
+            assert_eq!(
+                std::fs::read(pack_path(dir.path(), id))?,
+                vec![i as u8; 1000 + i]
+            );
         }
-        let leftovers: Vec<_> = walk(dir.path())
-            .into_iter()
-            .filter(|p| p.to_string_lossy().ends_with("-tmp-"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&big);
+        assert_eq!(std::fs::read(pack_path(dir.path(), &streamed))?, expected);
+        assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new());
         packs
             .flushed_pack(&Id::new([9; 32]))
             .expect("nothing to wait for");
@@ -247,9 +310,22 @@ mod tests {
     }
 
     #[test]
-    fn a_pack_that_cannot_be_written_is_an_error_and_leaves_nothing() -> std::io::Result<()> {
+    fn an_unfinished_pack_leaves_nothing() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
-        // `data` is a file: no pack directory can be made in it.
+        std::fs::create_dir(dir.path().join("data"))?;
+        let packs = LocalPacks::new(dir.path().to_path_buf());
+        let mut pack = packs.create().expect("created");
+        pack.append(b"half a pack")?;
+        assert_eq!(temporaries(dir.path()).len(), 1);
+        drop(pack);
+        assert_eq!(temporaries(dir.path()), Vec::<PathBuf>::new());
+        Ok(())
+    }
+
+    #[test]
+    fn a_pack_that_cannot_be_written_is_an_error() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        // `data` is a file: no pack can be made in it.
         std::fs::write(dir.path().join("data"), b"")?;
         let packs = LocalPacks::new(dir.path().to_path_buf());
         assert!(
@@ -261,13 +337,13 @@ mod tests {
         Ok(())
     }
 
-    fn walk(dir: &Path) -> Vec<PathBuf> {
+    fn temporaries(dir: &Path) -> Vec<PathBuf> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
-                found.extend(walk(&path));
-            } else {
+                found.extend(temporaries(&path));
+            } else if path.to_string_lossy().ends_with(".tmp") {
                 found.push(path);
             }
         }

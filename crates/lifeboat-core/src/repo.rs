@@ -481,7 +481,14 @@ impl Repo {
         }
         self.gate.hold();
         let backend: Arc<dyn WriteBackend> = self.gate.clone();
-        let archived = crate::archiver::archive(&opened, backend, source, request, snap);
+        let archived = crate::archiver::archive(
+            &opened,
+            backend,
+            self.gate.packs.as_ref(),
+            source,
+            request,
+            snap,
+        );
         let verdict = match archived {
             Ok(snap) => accept()
                 .and_then(|()| self.still_locked())

@@ -42,6 +42,7 @@ use rustic_core::{
 };
 
 use crate::error::{Error, Result};
+use crate::local_packs::LocalPacks;
 use crate::progress::TransferProgress;
 use crate::repo::ArchiveRequest;
 use chunker::{Chunker, Cutting};
@@ -72,6 +73,7 @@ const BATCH_FILES: usize = 64;
 pub(crate) fn archive<R>(
     repo: &Repository<OpenStatus>,
     backend: Arc<dyn WriteBackend>,
+    local: Option<&LocalPacks>,
     source: &R,
     request: &ArchiveRequest,
     mut snap: SnapshotFile,
@@ -130,6 +132,7 @@ where
         .ok_or_else(|| Error::Other("no codec".to_string()))?;
     let packer = Packer::new(
         backend.clone(),
+        local,
         &key,
         &config,
         shared.known.data_size,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::local_packs::{LocalPacks, PackFile};
 
 /// The largest pack the format allows (what the repository library
 /// allows, for packs it can read back).
@@ -38,9 +39,9 @@ const PACKS_PER_INDEX: usize = 1000;
 const BLOBS_PER_INDEX: usize = if cfg!(test) { 4 } else { 50_000 };
 
 /// The size of a data pack when the repository does not set one:
-/// restic's default. The pack is gathered in memory before it is written,
-/// so this is most of the memory a backup takes (the repository library's
-/// own default is twice as large).
+/// restic's default (the repository library's own is twice as large). A
+/// repository that is not a local directory gets each pack whole, so it
+/// is gathered in memory first.
 /// (Small under test, so that tests make many packs.)
 const DEFAULT_DATA_PACK: u32 = if cfg!(test) { 64 << 10 } else { 16 << 20 };
 
@@ -219,7 +220,9 @@ pub(crate) struct Added {
 
 /// The pack being filled for one blob type.
 struct Open {
-    bytes: Vec<u8>,
+    /// Its bytes, from the first blob on.
+    body: Option<Body>,
+    len: usize,
     hasher: Sha256,
     blobs: Vec<PackedBlob>,
 }
@@ -227,16 +230,42 @@ struct Open {
 impl Open {
     fn new() -> Self {
         Self {
-            bytes: Vec::new(),
+            body: None,
+            len: 0,
             hasher: Sha256::new(),
             blobs: Vec::new(),
         }
     }
 }
 
+/// Where a pack's bytes go as its blobs come.
+enum Body {
+    /// Gathered, then written whole through the backend.
+    Memory(Vec<u8>),
+    /// Written as they come into a pack file of a local repository.
+    File(PackFile),
+}
+
+impl Body {
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Self::Memory(gathered) => {
+                gathered.extend_from_slice(bytes);
+                Ok(())
+            }
+            Self::File(file) => file
+                .append(bytes)
+                .map_err(|e| Error::Other(format!("writing a pack: {e}"))),
+        }
+    }
+}
+
 /// Gathers blobs into packs and writes them; then the index.
-pub(crate) struct Packer {
+pub(crate) struct Packer<'a> {
     backend: Arc<dyn WriteBackend>,
+    /// The repository's pack files, when it is a local directory: packs
+    /// are then written as they fill.
+    local: Option<&'a LocalPacks>,
     cipher: Aes256CtrPoly1305Aes,
     files_level: Option<i32>,
     data: Open,
@@ -251,9 +280,10 @@ pub(crate) struct Packer {
     pub(crate) added: Added,
 }
 
-impl Packer {
+impl<'a> Packer<'a> {
     pub(crate) fn new(
         backend: Arc<dyn WriteBackend>,
+        local: Option<&'a LocalPacks>,
         key: &MasterKey,
         config: &ConfigFile,
         data_size: u64,
@@ -271,6 +301,7 @@ impl Packer {
         };
         Ok(Self {
             backend,
+            local,
             cipher: crate::crypto::cipher(key),
             files_level: level(config)?,
             data: Open::new(),
@@ -294,7 +325,7 @@ impl Packer {
             BlobType::Data => (&self.data, self.data_target),
             BlobType::Tree => (&self.trees, self.tree_target),
         };
-        let full = open.bytes.len() + blob.bytes.len() + stored_header_len(open.blobs.len() + 1);
+        let full = open.len + blob.bytes.len() + stored_header_len(open.blobs.len() + 1);
         if !open.blobs.is_empty() && full as u64 > target {
             self.flush(blob.tpe)?;
         }
@@ -312,17 +343,28 @@ impl Packer {
                 (&mut self.trees, self.tree_target)
             }
         };
-        if open.bytes.capacity() == 0 {
-            // Room for the whole pack at once: growing a buffer of
-            // megabytes by doubling copies it and leaves it twice as big.
-            let room = usize::try_from(target).unwrap_or(usize::MAX);
-            open.bytes
-                .reserve_exact(room.max(blob.bytes.len() + stored_header_len(1)));
-        }
-        let offset = u32::try_from(open.bytes.len())
+        let body =
+            match open.body.as_mut() {
+                Some(body) => body,
+                None => open.body.insert(match self.local {
+                    Some(local) => Body::File(local.create().map_err(|e| {
+                        Error::Other(format!("writing a pack: {}", e.display_log()))
+                    })?),
+                    // Room for the whole pack at once: growing a buffer of
+                    // megabytes by doubling copies it and leaves it twice as
+                    // big.
+                    None => Body::Memory(Vec::with_capacity(
+                        usize::try_from(target)
+                            .unwrap_or(usize::MAX)
+                            .max(blob.bytes.len() + stored_header_len(1)),
+                    )),
+                }),
+            };
+        let offset = u32::try_from(open.len)
             .map_err(|_| Error::Other("a pack grew too large".to_string()))?;
         open.hasher.update(&blob.bytes);
-        open.bytes.extend_from_slice(&blob.bytes);
+        body.append(&blob.bytes)?;
+        open.len += blob.bytes.len();
         open.blobs.push(PackedBlob {
             id: Id::new(blob.id),
             raw_id: blob.id,
@@ -331,7 +373,7 @@ impl Packer {
             length,
             uncompressed_length: blob.uncompressed,
         });
-        if open.bytes.len() as u64 >= target {
+        if open.len as u64 >= target {
             self.flush(blob.tpe)?;
         }
         Ok(())
@@ -347,22 +389,34 @@ impl Packer {
             return Ok(());
         }
         let Open {
-            mut bytes,
+            body,
             mut hasher,
             blobs,
+            ..
         } = std::mem::replace(open, Open::new());
+        let mut body = body.ok_or_else(|| Error::Other("a pack without bytes".to_string()))?;
         let header = seal(&self.cipher, &header(&blobs))?;
         let header_len = u32::try_from(header.len())
             .map_err(|_| Error::Other("a pack header is too large".to_string()))?
             .to_le_bytes();
         hasher.update(&header);
         hasher.update(header_len);
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&header_len);
+        body.append(&header)?;
+        body.append(&header_len)?;
         let id = Id::new(hasher.finalize().into());
-        self.backend
-            .write_bytes(FileType::Pack, &id, tpe == BlobType::Tree, bytes.into())
-            .map_err(|e| Error::Other(format!("writing a pack: {}", e.display_log())))?;
+        let written = match (body, self.local) {
+            (Body::File(file), Some(local)) => local.finish(file, &id),
+            (Body::Memory(bytes), _) => {
+                self.backend
+                    .write_bytes(FileType::Pack, &id, tpe == BlobType::Tree, bytes.into())
+            }
+            (Body::File(_), None) => {
+                return Err(Error::Other(
+                    "a pack file without its repository".to_string(),
+                ));
+            }
+        };
+        written.map_err(|e| Error::Other(format!("writing a pack: {}", e.display_log())))?;
         self.unlisted_blobs += blobs.len();
         self.written.push(WrittenPack { id, blobs });
         if self.unlisted_blobs >= BLOBS_PER_INDEX || self.written.len() >= PACKS_PER_INDEX {

@@ -15,10 +15,16 @@
 //! repository's backend calls it before it writes anything else (an index
 //! that lists the packs, a snapshot), and before it reads a pack that is
 //! still on its way.
+//!
+//! Blobs are read back ([`LocalPacks::read`]) through the last few packs
+//! kept open: a restore of small files reads one blob for each file, and
+//! opening its pack each time cost a path lookup, an open and a close per
+//! file.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
@@ -28,12 +34,18 @@ use rustic_core::{BytesList, ErrorKind, Id, RusticError, RusticResult};
 /// small files go to the file together.
 const PACK_BUFFER: usize = 1 << 20;
 
+/// How many packs are kept open for reading: a restore's few workers each
+/// read along one pack at a time.
+const OPEN_FOR_READING: usize = 8;
+
 /// The pack files written in a local repository and not yet flushed.
 pub(crate) struct LocalPacks {
     dir: PathBuf,
     state: Arc<(Mutex<Flushing>, Condvar)>,
     /// The flusher's queue and thread, started with the first pack.
     flusher: Mutex<Option<(mpsc::Sender<Written>, std::thread::JoinHandle<()>)>>,
+    /// Packs open for reading, the most recently read first.
+    reading: Mutex<VecDeque<(Id, Arc<File>)>>,
 }
 
 #[derive(Default)]
@@ -90,7 +102,49 @@ impl LocalPacks {
             dir,
             state: Arc::default(),
             flusher: Mutex::new(None),
+            reading: Mutex::default(),
         }
+    }
+
+    /// Where the pack `id` is, once flushed.
+    fn path(&self, id: &Id) -> PathBuf {
+        let hex = id.to_hex();
+        self.dir.join("data").join(&hex[..2]).join(hex.as_str())
+    }
+
+    /// Reads `length` bytes at `offset` of the pack `id`, once it is on
+    /// disk.
+    pub(crate) fn read(&self, id: &Id, offset: u32, length: u32) -> RusticResult<Vec<u8>> {
+        self.flushed_pack(id)?;
+        let file = self.open_for_reading(id)?;
+        let mut bytes = vec![0; length as usize];
+        file.read_exact_at(&mut bytes, offset.into())
+            .map_err(|e| io_error("cannot read the pack", &self.path(id), e))?;
+        Ok(bytes)
+    }
+
+    /// Closes the packs kept open for reading: one that was deleted since
+    /// (pruned) keeps its disk space while it is open.
+    pub(crate) fn close_reading(&self) {
+        self.reading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn open_for_reading(&self, id: &Id) -> RusticResult<Arc<File>> {
+        let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = reading.iter().position(|(open, _)| open == id);
+        if let Some((open, file)) = at.and_then(|at| reading.remove(at)) {
+            reading.push_front((open, file.clone()));
+            return Ok(file);
+        }
+        let path = self.path(id);
+        let file =
+            Arc::new(File::open(&path).map_err(|e| io_error("cannot open the pack", &path, e))?);
+        reading.truncate(OPEN_FOR_READING - 1);
+        reading.push_front((*id, file.clone()));
+        Ok(file)
     }
 
     fn state(&self) -> MutexGuard<'_, Flushing> {
@@ -137,8 +191,8 @@ impl LocalPacks {
     /// Queues a pack whose bytes are all written, and whose name is `id`,
     /// for flushing.
     pub(crate) fn finish(&self, mut pack: PackFile, id: &Id) -> RusticResult<()> {
-        let hex = id.to_hex();
-        let parent = self.dir.join("data").join(&hex[..2]);
+        let path = self.path(id);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
         std::fs::create_dir_all(&parent)
             .map_err(|e| io_error("cannot create the directory", &parent, e))?;
         let file = match pack.file.take().map(BufWriter::into_inner) {
@@ -164,7 +218,7 @@ impl LocalPacks {
             id: *id,
             file,
             temporary: std::mem::take(&mut pack.temporary),
-            path: parent.join(hex.as_str()),
+            path,
         };
         let mut flusher = self.flusher.lock().unwrap_or_else(PoisonError::into_inner);
         if flusher.is_none() {
@@ -307,6 +361,34 @@ mod tests {
             .flushed_pack(&Id::new([9; 32]))
             .expect("nothing to wait for");
         Ok(())
+    }
+
+    #[test]
+    fn blobs_are_read_back_from_more_packs_than_are_kept_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let packs = LocalPacks::new(dir.path().to_path_buf());
+        let count = OPEN_FOR_READING as u8 * 2 + 1;
+        let ids: Vec<Id> = (0..count).map(|i| Id::new([i; 32])).collect();
+        let content = |i: u8| -> Vec<u8> { (0..100u8).map(|b| b ^ i).collect() };
+        for (i, id) in (0..count).zip(&ids) {
+            // Read at once: the read waits for the flusher.
+            packs.write(id, content(i).into()).expect("written");
+            assert_eq!(packs.read(id, 10, 5).expect("read"), content(i)[10..15]);
+        }
+        // Round after round, every pack again: most are no longer open.
+        for _ in 0..2 {
+            for (i, id) in (0..count).zip(&ids).rev() {
+                assert_eq!(packs.read(id, 0, 100).expect("read"), content(i));
+                assert_eq!(packs.read(id, 99, 1).expect("read"), [99 ^ i]);
+            }
+        }
+        assert!(packs.reading.lock().expect("lock").len() <= OPEN_FOR_READING);
+        packs.close_reading();
+        assert!(packs.reading.lock().expect("lock").is_empty());
+        assert_eq!(packs.read(&ids[1], 0, 100).expect("read"), content(1));
+        // Past the end of a pack, and a pack that does not exist.
+        assert!(packs.read(&ids[0], 95, 10).is_err());
+        assert!(packs.read(&Id::new([200; 32]), 0, 1).is_err());
     }
 
     #[test]

@@ -580,7 +580,7 @@ impl Repo {
         let indexed = self.opened()?.to_indexed().map_err(|e| self.error(&e))?;
         Ok(RepoReader {
             repo: indexed,
-            backend: self.gate.clone(),
+            gate: self.gate.clone(),
             cipher: crate::crypto::cipher(&self.key),
             recursive: LsOptions::default().recursive(true),
             settings: self.settings.clone(),
@@ -641,10 +641,18 @@ pub(crate) struct RepoReader {
     /// File content is read blob by blob from here, past the repository
     /// library's blob cache: a restore reads each blob once, and the
     /// cache only held 32 MiB more.
-    backend: Arc<dyn WriteBackend>,
+    gate: Arc<SnapshotGate>,
     cipher: aes256ctr_poly1305aes::Aes256CtrPoly1305Aes,
     recursive: LsOptions,
     settings: RepoSettings,
+}
+
+impl Drop for RepoReader {
+    fn drop(&mut self) {
+        if let Some(packs) = &self.gate.packs {
+            packs.close_reading();
+        }
+    }
 }
 
 /// One entry of a snapshot's tree below the restored root.
@@ -737,15 +745,10 @@ impl RepoReader {
     fn data_blob(&self, id: &rustic_core::DataId) -> Result<Vec<u8>> {
         let entry = self.repo.get_index_entry(id).map_err(|e| self.error(&e))?;
         let location = entry.location;
-        let stored = ReadBackend::read_partial(
-            &*self.backend,
-            rustic_core::FileType::Pack,
-            &entry.pack,
-            false,
-            location.offset,
-            location.length,
-        )
-        .map_err(|e| self.error(&e))?;
+        let stored = self
+            .gate
+            .read_blob(&entry.pack, location.offset, location.length)
+            .map_err(|e| self.error(&e))?;
         crate::archiver::index::open_blob(&self.cipher, &stored, location.uncompressed_length)
             .map_err(|why| Error::Repository {
                 location: self.settings.location.clone(),
@@ -961,6 +964,18 @@ impl SnapshotGate {
     /// Waits until the packs written so far are on disk.
     fn flushed(&self) -> RusticResult<()> {
         self.packs.as_ref().map_or(Ok(()), LocalPacks::flushed)
+    }
+
+    /// Reads a blob's stored bytes: `length` at `offset` of the pack
+    /// `pack`.
+    fn read_blob(&self, pack: &Id, offset: u32, length: u32) -> RusticResult<bytes::Bytes> {
+        match &self.packs {
+            Some(packs) => packs.read(pack, offset, length).map(bytes::Bytes::from),
+            None => {
+                self.inner
+                    .read_partial(rustic_core::FileType::Pack, pack, false, offset, length)
+            }
+        }
     }
 
     /// Waits until the pack `id` is on disk, if it is on its way.

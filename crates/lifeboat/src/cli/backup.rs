@@ -52,6 +52,7 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     let started = Instant::now();
     let flags = StrategyFlags::parse(&args.strategy)?;
     let config = Config::find(global.config.as_deref())?;
+    let opening = (!args.plan).then(|| super::start_opening(global.repo_settings()));
     let engine = super::connect().await?;
     let inventory = inventory::discover(
         &engine,
@@ -63,15 +64,16 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     .await?;
     let targets = select_targets(&inventory, &args.volumes, args.all)?;
     let planned = plan::plan(&inventory, &targets, &flags, &config);
-    if args.plan {
+    // Only a plan did not start opening the repository.
+    let Some(opening) = opening else {
         print_plan(global, &planned)?;
         return Ok(crate::exit::SUCCESS);
-    }
+    };
     if planned.is_empty() {
         eprintln!("lifeboat: nothing to back up: the engine has no volumes");
         return Ok(crate::exit::SUCCESS);
     }
-    let repo = super::open_or_create_repo(global.repo_settings()).await?;
+    let repo = super::finish_opening(opening, global.repo_settings()).await?;
     if !repo.is_locked() && !global.json {
         eprintln!(
             "lifeboat: note: {} is not on this host's file system and is not locked; do not prune it with restic while lifeboat writes to it",

@@ -248,6 +248,28 @@ pub(crate) async fn open_or_create_repo(settings: RepoSettings) -> anyhow::Resul
     Ok(repo)
 }
 
+/// Starts opening an existing repository on a blocking thread, so that
+/// deriving its key from the password (scrypt, tens of milliseconds) runs
+/// while the engine is asked what there is to do; nothing is created.
+pub(crate) fn start_opening(
+    settings: RepoSettings,
+) -> tokio::task::JoinHandle<lifeboat_core::Result<Repo>> {
+    tokio::task::spawn_blocking(move || Repo::open(&settings))
+}
+
+/// Finishes what [`start_opening`] began: a repository that did not exist
+/// is created now when it is lifeboat's default one, as
+/// [`open_or_create_repo`] does.
+pub(crate) async fn finish_opening(
+    opening: tokio::task::JoinHandle<lifeboat_core::Result<Repo>>,
+    settings: RepoSettings,
+) -> anyhow::Result<Repo> {
+    match opening.await.context("opening the repository")? {
+        Err(lifeboat_core::Error::RepositoryMissing { .. }) => open_or_create_repo(settings).await,
+        opened => Ok(opened?),
+    }
+}
+
 pub(crate) fn announce(repo: &Repo, report: &OpenReport) {
     if report.created {
         eprintln!("lifeboat: created repository {}", repo.location());

@@ -1369,6 +1369,32 @@ mod tests {
     }
 
     #[test]
+    fn a_pack_that_cannot_be_written_is_the_error_reported() -> Result<()> {
+        // Regression: the walk, finding the packer gone, failed with "the
+        // packer stopped", and that hid why the packer had stopped. Here no
+        // pack can be created, and 200 different trees follow the first.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let data = dir.path().join("repo/data");
+        std::fs::remove_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+        std::fs::write(&data, b"").map_err(|e| Error::io(&data, e))?;
+        let paths = (0..200)
+            .flat_map(|i| {
+                [
+                    (format!("d{i:03}"), NodeType::Dir),
+                    (format!("d{i:03}/p{i:03}"), NodeType::Fifo),
+                ]
+            })
+            .collect();
+        let source = Paths(paths, std::time::Duration::ZERO);
+        let failed = repo.archive(&source, &request(), || Ok(()));
+        let message = failed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("writing a pack"), "{message}");
+        assert!(message.contains("repo/data"), "{message}");
+        Ok(())
+    }
+
+    #[test]
     fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());

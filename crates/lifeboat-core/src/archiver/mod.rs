@@ -141,7 +141,7 @@ where
 
     let entries = source.entries();
     let parent_subtrees = parent_root.as_ref().map(subtrees).unwrap_or_default();
-    let (root, counts, added) = std::thread::scope(|s| -> Result<_> {
+    let (walked, counts, packed) = std::thread::scope(|s| -> Result<_> {
         if request.progress.wants_total.load(Ordering::Relaxed) {
             s.spawn(|| {
                 if let Err(e) = source.size() {
@@ -216,12 +216,20 @@ where
         let packed = packing
             .join()
             .map_err(|_| Error::Other("the packer thread panicked".to_string()))?;
-        let root = walked?;
-        Ok((root, counts, packed?))
+        Ok((walked, counts, packed))
     })?;
-    if let Some(failure) = shared.failure() {
-        return Err(Error::Other(failure));
-    }
+    let (root, counts, added) = match (walked, packed, shared.failure()) {
+        (Ok(root), Ok(added), None) => (root, counts, added),
+        // The first failure is the cause; the walk's or the packer's own
+        // error may only follow from it ("the packer stopped").
+        (walked, packed, Some(failure)) => {
+            return Err(match (walked, packed) {
+                (Err(e), _) | (_, Err(e)) if e.to_string() == failure => e,
+                _ => Error::Other(failure),
+            });
+        }
+        (Err(e), _, None) | (_, Err(e), None) => return Err(e),
+    };
 
     snap.tree = root;
     let ended = Zoned::now();

@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod binds;
 mod databases;
+mod first_use;
 mod hooks;
 mod inventory;
 mod locks;

@@ -35,7 +35,8 @@ Environment:
   DOCKER_HOST              the engine to use (default unix:///var/run/docker.sock)
   LIFEBOAT_REPO            the repository (default /var/lib/lifeboat/repo as root)
   LIFEBOAT_PASSWORD        the repository password
-  LIFEBOAT_PASSWORD_FILE   a file holding it (default /etc/lifeboat/password as root)";
+  LIFEBOAT_PASSWORD_FILE   a file holding it (default /etc/lifeboat/password as root)
+  LIFEBOAT_CACHE_DIR       the repository cache (default /var/cache/lifeboat as root)";
 
 /// Back up, restore and inventory the data of a Docker host.
 #[derive(Debug, Parser)]
@@ -78,6 +79,11 @@ pub(crate) struct Global {
     /// configuration directory, /etc/lifeboat as root, when it exists).
     #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+
+    /// Where lifeboat caches what it read from repositories, one
+    /// directory per repository (default: /var/cache/lifeboat as root).
+    #[arg(long, global = true, env = "LIFEBOAT_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 
     /// Where lifeboat keeps its journal of containers it stopped (default:
     /// its data directory, /var/lib/lifeboat as root).
@@ -157,11 +163,15 @@ impl Global {
     }
 
     pub(crate) fn repo_settings(&self) -> RepoSettings {
-        RepoSettings::new(
+        let mut settings = RepoSettings::new(
             self.repo.clone(),
             self.password.clone(),
             self.password_file.clone(),
-        )
+        );
+        if let Some(dir) = &self.cache_dir {
+            settings.cache_dir.clone_from(dir);
+        }
+        settings
     }
 }
 

@@ -72,6 +72,7 @@ impl Namespace {
             .env_remove("LIFEBOAT_PASSWORD")
             .env_remove("LIFEBOAT_PASSWORD_FILE")
             .env_remove("LIFEBOAT_STATE_DIR")
+            .env_remove("LIFEBOAT_CACHE_DIR")
             .env_remove("LIFEBOAT_CONFIG")
             .output()
             .expect("run nsenter");
@@ -158,6 +159,22 @@ fn a_backup_on_the_defaults_creates_the_repository_and_its_password() {
         )
         .ok();
     assert!(check.stdout.contains("no errors"), "{}", check.stdout);
+
+    // The repository's cache is in the default cache directory, or in the
+    // one named.
+    let cached = |dir: &str| {
+        let listed = ns.run("ls", &[dir]).ok().stdout;
+        listed
+            .lines()
+            .any(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    assert!(
+        cached("/var/cache/lifeboat"),
+        "no cache in the default place"
+    );
+    ns.lifeboat(&["snapshots", "--cache-dir", "/var/lib/lifeboat/elsewhere"])
+        .ok();
+    assert!(cached("/var/lib/lifeboat/elsewhere"), "--cache-dir ignored");
 
     let copy = env.name("copy");
     ns.lifeboat(&["restore", "latest", "--volume", &volume, "--to", &copy])

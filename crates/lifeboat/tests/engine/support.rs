@@ -113,6 +113,11 @@ impl TestEnv {
         self.dir.path().join("state")
     }
 
+    /// This test's own repository cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
     /// Runs lifeboat against this test's repository.
     pub fn lifeboat(&self, args: &[&str]) -> Run {
         self.lifeboat_with(args, &[])
@@ -127,6 +132,7 @@ impl TestEnv {
             .env("LIFEBOAT_REPO", self.repo())
             .env("LIFEBOAT_PASSWORD", &self.password)
             .env("LIFEBOAT_STATE_DIR", self.state_dir())
+            .env("LIFEBOAT_CACHE_DIR", self.cache_dir())
             .env_remove("LIFEBOAT_PASSWORD_FILE")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -140,6 +146,7 @@ impl TestEnv {
             .env("LIFEBOAT_REPO", self.repo())
             .env("LIFEBOAT_PASSWORD", &self.password)
             .env("LIFEBOAT_STATE_DIR", self.state_dir())
+            .env("LIFEBOAT_CACHE_DIR", self.cache_dir())
             .env_remove("LIFEBOAT_PASSWORD_FILE");
         for (k, v) in env {
             cmd.env(k, v);

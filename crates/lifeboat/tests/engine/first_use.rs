@@ -1,6 +1,9 @@
 //! The README's first command: a backup on the built-in defaults, with no
 //! repository, password or state directory given, creates the default
-//! repository and its password file, and what it stored restores.
+//! repository and its password file, and what it stored restores. The
+//! README backs up `--all`; here one volume is named, since `--all` would
+//! take the volumes of every test running beside this one. Both open the
+//! repository through the same code.
 //!
 //! lifeboat runs in a private mount namespace where tmpfs file systems
 //! cover its default directories (/var/lib/lifeboat, /etc/lifeboat,

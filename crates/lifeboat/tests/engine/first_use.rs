@@ -24,7 +24,7 @@ const DEFAULT_DIRS: [&str; 3] = ["/var/lib/lifeboat", "/etc/lifeboat", "/var/cac
 /// A mount namespace whose lifeboat directories are empty tmpfs file
 /// systems, held open by a sleeping process; gone when dropped.
 struct Namespace {
-    holder: Child,
+    holder: Option<Child>,
     /// Mount points this test had to create on the host, removed at the end
     /// when still empty.
     created: Vec<PathBuf>,
@@ -32,7 +32,11 @@ struct Namespace {
 
 impl Namespace {
     fn new() -> Self {
-        let mut created = Vec::new();
+        // Made first, so that whatever fails below is undone by drop.
+        let mut namespace = Self {
+            holder: None,
+            created: Vec::new(),
+        };
         for dir in DEFAULT_DIRS {
             let dir = PathBuf::from(dir);
             if !dir.exists() {
@@ -41,7 +45,7 @@ impl Namespace {
                     .mode(0o700)
                     .create(&dir)
                     .expect("mount point");
-                created.push(dir);
+                namespace.created.push(dir);
             }
         }
         let script = format!(
@@ -49,16 +53,17 @@ impl Namespace {
              echo ready; exec sleep 600",
             DEFAULT_DIRS.join(" ")
         );
-        let mut holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start unshare");
+        let holder = namespace.holder.insert(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start unshare"),
+        );
         let mut ready = String::new();
         if let Some(out) = holder.stdout.take() {
             BufReader::new(out).read_line(&mut ready).expect("read");
         }
-        let namespace = Self { holder, created };
         assert_eq!(ready.trim(), "ready", "the namespace was not set up");
         namespace
     }
@@ -67,7 +72,7 @@ impl Namespace {
     /// settings in its environment.
     fn run(&self, program: &str, args: &[&str]) -> Run {
         let out = Command::new("nsenter")
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.holder_pid()))
             .arg("--")
             .arg(program)
             .args(args)
@@ -86,6 +91,10 @@ impl Namespace {
         }
     }
 
+    fn holder_pid(&self) -> u32 {
+        self.holder.as_ref().map_or(0, Child::id)
+    }
+
     fn lifeboat(&self, args: &[&str]) -> Run {
         self.run(env!("CARGO_BIN_EXE_lifeboat"), args)
     }
@@ -93,8 +102,10 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        if let Some(holder) = self.holder.as_mut() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
         for dir in &self.created {
             let _ = std::fs::remove_dir(dir);
         }

@@ -497,12 +497,7 @@ fn audit_sarif_of_every_fixture_is_valid_sarif_2_1_0() {
             .current_dir(&dir)
             .output()
             .expect("run lifeboat");
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-        .ok();
+        let run = Run::from(out).ok();
         let log: Value = serde_json::from_str(&run.stdout).expect("SARIF is JSON");
         sarif::assert_valid(&log);
         for r in log["runs"][0]["results"].as_array().expect("results") {

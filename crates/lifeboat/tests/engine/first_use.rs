@@ -84,11 +84,7 @@ impl Namespace {
             .env_remove("LIFEBOAT_CONFIG")
             .output()
             .expect("run nsenter");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     fn holder_pid(&self) -> u32 {

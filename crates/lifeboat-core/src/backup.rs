@@ -69,6 +69,9 @@ pub struct TargetBackup {
     pub seconds: f64,
     /// Files that disappeared while the volume was read live.
     pub vanished: Vec<String>,
+    /// Sockets left out (a socket is made by the process that listens on
+    /// it; the engine's archive leaves them out too, unreported).
+    pub sockets: Vec<String>,
     /// How long each stopped container was stopped (stop strategy).
     pub stop_windows: Vec<crate::stop::StopWindowReport>,
     /// The hooks that ran, before and after.
@@ -237,6 +240,7 @@ impl TargetBackup {
             bytes_added: 0,
             seconds: 0.0,
             vanished: Vec::new(),
+            sockets: Vec::new(),
             stop_windows: Vec::new(),
             hooks: Vec::new(),
             error: None,
@@ -515,6 +519,7 @@ async fn run(
     };
     if let Ok(log) = log.lock() {
         result.vanished = log.vanished.clone();
+        result.sockets = log.sockets.clone();
     }
     snapshot
 }
@@ -542,7 +547,7 @@ fn verdict(log: &SharedLog) -> std::result::Result<(), String> {
 }
 
 /// Streams a helper's archive into a blocking reader.
-fn stream_reader(engine: &Engine, helper: &Helper, path: &str) -> ChunkReader {
+pub(crate) fn stream_reader(engine: &Engine, helper: &Helper, path: &str) -> ChunkReader {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(STREAM_CHUNKS);
     let mut stream = Box::pin(engine.download(helper, path));
     tokio::spawn(async move {
@@ -681,13 +686,11 @@ fn refetcher(
             let _entered = handle.enter();
             stream_reader(&engine, helper, &path)
         };
-        let mut archive = tar::Archive::new(reader);
-        let mut entries = archive.entries()?;
-        let mut entry = entries
-            .next()
-            .ok_or_else(|| std::io::Error::other("empty archive"))??;
-        let size = entry.size();
-        read_payload(&mut entry, size, &spool, &progress)
+        let mut archive = crate::tar_reader::TarReader::new(reader);
+        let entry = archive
+            .next_entry()?
+            .ok_or_else(|| std::io::Error::other("empty archive"))?;
+        read_payload(&mut archive.content(), entry.meta.size, &spool, &progress)
     })
 }
 

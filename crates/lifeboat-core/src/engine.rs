@@ -295,6 +295,9 @@ impl Engine {
         options: &BTreeMap<String, String>,
         labels: &BTreeMap<String, String>,
     ) -> Result<EngineVolume> {
+        // An empty name would make the engine invent one: a volume nobody
+        // asked for, and a restore into it that nobody finds.
+        check_volume_name(name)?;
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
             driver: Some(driver.to_string()),
@@ -649,6 +652,24 @@ impl Engine {
     /// behind when it was killed: they hold no data, but they keep their
     /// volume in use. Returns how many were removed.
     pub async fn remove_stale_helpers(&self) -> Result<usize> {
+        self.remove_helpers_where(|host, pid| {
+            host == crate::host::hostname() && crate::host::process_is_gone(pid)
+        })
+        .await
+    }
+
+    /// Removes the helper containers this process made and has not
+    /// removed yet: those of work abandoned on SIGINT or SIGTERM, which
+    /// would otherwise keep their volumes in use until the next run.
+    pub async fn remove_own_helpers(&self) -> Result<usize> {
+        let me = i64::from(std::process::id());
+        self.remove_helpers_where(|host, pid| host == crate::host::hostname() && pid == me)
+            .await
+    }
+
+    /// Removes the helpers whose owner (host name and process id) `pick`
+    /// chooses.
+    async fn remove_helpers_where(&self, pick: impl Fn(&str, i64) -> bool) -> Result<usize> {
         let mut filters = std::collections::HashMap::new();
         filters.insert("label".to_string(), vec![HELPER_OWNER_LABEL.to_string()]);
         let helpers = self
@@ -660,7 +681,6 @@ impl Engine {
             }))
             .await
             .map_err(|e| Error::engine("listing helper containers", e))?;
-        let this_host = crate::host::hostname();
         let mut removed = 0;
         for helper in helpers {
             let owner = helper
@@ -672,7 +692,7 @@ impl Engine {
             let (Some((host, pid)), Some(id)) = (owner, helper.id) else {
                 continue;
             };
-            if host == this_host && crate::host::process_is_gone(pid) {
+            if pick(&host, pid) {
                 // One that cannot be removed must not keep the others.
                 match self.remove_helper(&Helper { id }).await {
                     Ok(()) => removed += 1,
@@ -1055,4 +1075,38 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// Refuses a name the engine would not take as a volume's, the way the
+/// engine's own rule reads (a letter or digit, then letters, digits, `_`,
+/// `.` or `-`; two characters at least), before anything is done.
+pub(crate) fn check_volume_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = bytes.len() >= 2
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    Err(Error::BadRequest(format!(
+        "{name:?} is not a volume name: a volume name is a letter or digit followed by letters, digits, '_', '.' or '-' (a directory is given by its absolute path)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_names_follow_the_engine_rule() {
+        for good in ["db", "pg-data_1.old", "0x"] {
+            assert!(check_volume_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a", "-db", ".db", "a/b", "/srv/data", "db data", "db\n"] {
+            let err = check_volume_name(bad).expect_err(bad);
+            assert_eq!(err.class(), crate::ErrorClass::BadRequest, "{bad}");
+        }
+    }
 }

@@ -55,6 +55,9 @@ pub enum Error {
     #[error("no password for the repository at {location}: set LIFEBOAT_PASSWORD or LIFEBOAT_PASSWORD_FILE (expected a password file at {expected})", expected = .expected.display())]
     NoPassword { location: String, expected: PathBuf },
 
+    #[error("the password file {} does not exist (named by --password-file or LIFEBOAT_PASSWORD_FILE)", .path.display())]
+    PasswordFileMissing { path: PathBuf },
+
     #[error("the repository at {location} is locked: {holder}")]
     RepositoryLocked { location: String, holder: String },
 
@@ -81,7 +84,9 @@ impl Error {
         match self {
             Self::EngineUnreachable { .. } => ErrorClass::EngineUnreachable,
             Self::RepositoryMissing { .. } => ErrorClass::RepositoryMissing,
-            Self::WrongPassword { .. } | Self::NoPassword { .. } => ErrorClass::WrongPassword,
+            Self::WrongPassword { .. }
+            | Self::NoPassword { .. }
+            | Self::PasswordFileMissing { .. } => ErrorClass::WrongPassword,
             Self::RepositoryLocked { .. } => ErrorClass::RepositoryLocked,
             Self::UnknownTarget(_) | Self::BadRequest(_) => ErrorClass::BadRequest,
             Self::Engine { .. } | Self::Repository { .. } | Self::Io { .. } | Self::Other(_) => {

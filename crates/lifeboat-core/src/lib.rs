@@ -38,7 +38,9 @@ mod node;
 mod paths;
 mod restorer;
 mod source;
+mod tar_reader;
 mod tarball;
+mod verify;
 
 pub use error::{Error, ErrorClass, Result};
 

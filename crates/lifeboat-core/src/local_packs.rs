@@ -175,8 +175,13 @@ impl LocalPacks {
         })?;
         let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
         // Neither a pack's name nor in a pack's directory: listings of the
-        // repository skip it.
-        let temporary = data.join(format!("lifeboat-{name}.tmp"));
+        // repository skip it. Its writer's host and process are in its
+        // name, for [`remove_abandoned`].
+        let temporary = data.join(format!(
+            "{TEMPORARY_PREFIX}{}.{}.{name}.tmp",
+            crate::host::hostname(),
+            std::process::id()
+        ));
         let file = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -292,6 +297,52 @@ impl Drop for LocalPacks {
             let _ = thread.join();
         }
     }
+}
+
+/// How the names of packs being written begin.
+const TEMPORARY_PREFIX: &str = "lifeboat.";
+
+/// Removes the packs that lifeboat processes of this host were writing
+/// when they were killed (the process in their name is gone), and any
+/// lifeboat left under an older naming more than a day ago. A killed
+/// backup's packs are referenced by nothing, and nothing else would ever
+/// remove them. Returns how many were removed.
+pub(crate) fn remove_abandoned(repo_dir: &Path) -> usize {
+    let data = repo_dir.join("data");
+    let Ok(entries) = std::fs::read_dir(&data) else {
+        return 0;
+    };
+    let this_host = crate::host::hostname();
+    let day_old = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 86_400))
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".tmp") else {
+            continue;
+        };
+        let abandoned = match stem.strip_prefix(TEMPORARY_PREFIX) {
+            // `HOST.PID.RANDOM`, the host name maybe with dots of its own.
+            Some(owner) => {
+                let mut parts = owner.rsplitn(3, '.');
+                let (_, pid, host) = (parts.next(), parts.next(), parts.next());
+                match (host, pid.and_then(|p| p.parse::<i64>().ok())) {
+                    (Some(host), Some(pid)) if host == this_host => {
+                        crate::host::process_is_gone(pid)
+                    }
+                    _ => day_old(&entry.path()),
+                }
+            }
+            None => stem.starts_with("lifeboat-") && day_old(&entry.path()),
+        };
+        if abandoned && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Syncs a pack and gives it its name; a failure is kept for whoever
@@ -416,6 +467,35 @@ mod tests {
                 .is_err()
         );
         packs.flushed().expect("nothing pending");
+        Ok(())
+    }
+
+    #[test]
+    fn packs_abandoned_by_a_killed_writer_are_removed() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("data"))?;
+        let packs = LocalPacks::new(dir.path().to_path_buf());
+        let mut live = packs.create().expect("created");
+        live.append(b"being written")?;
+        let host = crate::host::hostname();
+        let data = dir.path().join("data");
+        // A process of this host that no longer runs, one of another host
+        // (which cannot be asked), and a file that is not lifeboat's.
+        let dead = data.join(format!("lifeboat.{host}.{}.00.tmp", i32::MAX));
+        let elsewhere = data.join("lifeboat.other.host.example.1.00.tmp");
+        let foreign = data.join("someone-else.tmp");
+        for path in [&dead, &elsewhere, &foreign] {
+            std::fs::write(path, b"x")?;
+        }
+        assert_eq!(remove_abandoned(dir.path()), 1);
+        assert!(!dead.exists());
+        assert!(elsewhere.exists() && foreign.exists());
+        assert_eq!(
+            temporaries(dir.path()).len(),
+            3,
+            "the live pack was removed"
+        );
+        drop(live);
         Ok(())
     }
 

@@ -131,6 +131,7 @@ pub(crate) fn lock_shared(
     if let Err(e) = std::fs::create_dir_all(&locks) {
         return read_only_or(e, &locks);
     }
+    remove_dead_locks(&locks, key);
     // Write ours first, then look: restic does the same, so of two programs
     // racing for the repository at least one sees the other.
     let ours = match write_lock(repo_dir, key, &LockInfo::ours(false)) {
@@ -225,6 +226,36 @@ fn write_lock(repo_dir: &Path, key: &MasterKey, info: &LockInfo) -> Result<PathB
     Ok(path)
 }
 
+/// Removes the locks whose process on this host is gone (a lifeboat or
+/// restic that was killed), as `restic unlock` would: restic refuses to
+/// check, prune or forget while they are there. Locks of other hosts are
+/// left alone, since their processes cannot be asked.
+fn remove_dead_locks(locks: &Path, key: &MasterKey) {
+    let Ok(entries) = std::fs::read_dir(locks) else {
+        return;
+    };
+    let this_host = hostname();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(info) = std::fs::read(&path)
+            .ok()
+            .and_then(|data| unseal(key, &data))
+            .and_then(|json| serde_json::from_slice::<LockInfo>(&json).ok())
+        else {
+            continue;
+        };
+        if info.hostname == this_host
+            && crate::host::process_is_gone(info.pid)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            tracing::info!(
+                "removed the lock of process {} of this host, which is gone",
+                info.pid
+            );
+        }
+    }
+}
+
 /// The holder of a live exclusive lock other than `ours`, if any.
 fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
     for entry in std::fs::read_dir(locks).map_err(|e| Error::io(locks, e))? {
@@ -281,6 +312,26 @@ mod tests {
             !elsewhere.is_stale(),
             "processes elsewhere cannot be checked"
         );
+    }
+
+    #[test]
+    fn locks_of_dead_processes_of_this_host_are_removed() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let key = MasterKey::new();
+        std::fs::create_dir_all(dir.path().join("locks")).map_err(|e| Error::io("locks", e))?;
+        let mut dead = LockInfo::ours(true);
+        dead.pid = i64::from(i32::MAX);
+        let dead = write_lock(dir.path(), &key, &dead)?;
+        let mut elsewhere = LockInfo::ours(false);
+        elsewhere.hostname = "some-other-host".into();
+        elsewhere.pid = i64::from(i32::MAX);
+        let elsewhere = write_lock(dir.path(), &key, &elsewhere)?;
+        // The dead exclusive lock no longer stands in the way.
+        let guard = lock_shared(dir.path(), &key, "test")?.expect("locked");
+        assert!(!dead.exists(), "the dead process's lock stayed");
+        assert!(elsewhere.exists(), "another host's lock was removed");
+        drop(guard);
+        Ok(())
     }
 
     #[test]

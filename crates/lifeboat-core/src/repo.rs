@@ -105,6 +105,55 @@ impl SnapshotInfo {
     }
 }
 
+/// The snapshots of a repository, and the files that are not.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SnapshotListing {
+    pub snapshots: Vec<SnapshotInfo>,
+    pub unreadable: Vec<UnreadableSnapshot>,
+}
+
+/// A snapshot file that cannot be read (truncated, damaged, written with
+/// another key).
+#[derive(Clone, Debug, Serialize)]
+pub struct UnreadableSnapshot {
+    /// The file's name, the snapshot's full id.
+    pub id: String,
+    pub reason: String,
+}
+
+/// Reads every snapshot file of the repository that can be read, and
+/// names those that cannot. The repository library reads them all or
+/// fails, whichever one is damaged.
+pub(crate) fn readable_snapshots(
+    opened: &Repository<OpenStatus>,
+) -> RusticResult<(Vec<SnapshotFile>, Vec<UnreadableSnapshot>)> {
+    let listed: Vec<rustic_core::repofile::SnapshotId> = opened.list()?.collect();
+    let mut files = Vec::with_capacity(listed.len());
+    let mut read = std::collections::HashSet::new();
+    // Failures carry no name here; they are found below by what is
+    // missing.
+    for (id, mut file) in opened
+        .stream_files_list::<SnapshotFile>(listed.clone())?
+        .flatten()
+    {
+        file.id = id;
+        read.insert(id);
+        files.push(file);
+    }
+    let mut unreadable = Vec::new();
+    for id in listed.into_iter().filter(|id| !read.contains(id)) {
+        let hex = id.to_hex().to_string();
+        match opened.get_snapshots(&[hex.as_str()]) {
+            Ok(mut again) => files.append(&mut again),
+            Err(e) => unreadable.push(UnreadableSnapshot {
+                id: hex,
+                reason: one_line(&e),
+            }),
+        }
+    }
+    Ok((files, unreadable))
+}
+
 /// Totals of a restore.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RestoreTotals {
@@ -153,20 +202,18 @@ impl RepoSettings {
         (!has_scheme).then(|| PathBuf::from(&self.location))
     }
 
-    fn read_password(&self) -> Result<Option<String>> {
-        let read = |path: &Path| -> Result<Option<String>> {
-            match std::fs::read_to_string(path) {
-                Ok(s) => Ok(Some(s.lines().next().unwrap_or_default().to_string())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(path, e)),
-            }
-        };
+    /// The password, read as restic reads it (a file's content without
+    /// the white space around it), so that restic opens what lifeboat
+    /// opens with the same file; `None` when the default file does not
+    /// exist yet.
+    fn read_password(&self) -> Result<Option<Password>> {
         match &self.password {
-            PasswordSource::Value(p) => Ok(Some(p.clone())),
-            PasswordSource::File(path) => read(path)?
-                .map(Some)
-                .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into())),
-            PasswordSource::DefaultFile(path) => read(path),
+            PasswordSource::Value(p) => Ok(Some(Password::plain(p.clone()))),
+            PasswordSource::File(path) => match read_password_file(path)? {
+                Some(p) => Ok(Some(p)),
+                None => Err(Error::PasswordFileMissing { path: path.clone() }),
+            },
+            PasswordSource::DefaultFile(path) => read_password_file(path),
         }
     }
 
@@ -214,11 +261,129 @@ impl RepoSettings {
     }
 }
 
+/// A repository password, and how an earlier lifeboat read the same file.
+#[derive(Clone)]
+struct Password {
+    /// As restic reads it.
+    value: String,
+    /// The file's first line, untrimmed, when that differs: lifeboat read
+    /// password files so before, and repositories made then open with it.
+    earlier: Option<String>,
+}
+
+impl Password {
+    fn plain(value: String) -> Self {
+        Self {
+            value,
+            earlier: None,
+        }
+    }
+}
+
+/// Reads a password file the way restic does; `None` when it does not
+/// exist. An empty one is refused: it would open nothing, or anything.
+fn read_password_file(path: &Path) -> Result<Option<Password>> {
+    let content = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let value = content.trim().to_string();
+    if value.is_empty() {
+        return Err(Error::BadRequest(format!(
+            "the password file {} is empty",
+            path.display()
+        )));
+    }
+    let first_line = content.lines().next().unwrap_or_default();
+    let earlier = (first_line != value).then(|| first_line.to_string());
+    Ok(Some(Password { value, earlier }))
+}
+
 /// The message of a repository-library error, on one line, without its
 /// report boilerplate.
 fn one_line(e: &RusticError) -> String {
     let text = e.display_log();
-    text.strip_prefix("Error: ").unwrap_or(&text).to_string()
+    let text = text.strip_prefix("Error: ").unwrap_or(&text);
+    // What the library appends (its kind, and its cause in the long form
+    // of its own errors, backtrace and all) is replaced by the cause's
+    // own one line.
+    let message = text.split(" (kind: related to ").next().unwrap_or(text);
+    let line = match std::error::Error::source(e) {
+        Some(cause) => match cause
+            .downcast_ref::<RusticError>()
+            .or_else(|| cause.downcast_ref::<Box<RusticError>>().map(AsRef::as_ref))
+        {
+            Some(inner) => format!("{message}: {}", one_line(inner)),
+            None => format!("{message}: {cause}"),
+        },
+        None => message.to_string(),
+    };
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Creates the directory of a new local repository, readable by its owner
+/// only, as restic makes it (0700). A directory that exists keeps its
+/// mode: whoever made it chose it.
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Gives the directories the repository library made in a new repository
+/// restic's mode, 0700: its files (the key among them) are then out of
+/// other users' reach whatever their own mode.
+fn make_private(repo_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |dir: &Path| {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e))
+    };
+    for sub in ["data", "index", "keys", "locks", "snapshots"] {
+        let dir = repo_dir.join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        private(&dir)?;
+        if sub == "data" {
+            for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    private(&entry.path())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes other users' access away from a local repository that gives it
+/// (one made by an earlier lifeboat, whose directories were 0755): its
+/// key file would let them try passwords offline. The group's access
+/// stays, as restic keeps a repository's group permissions.
+fn close_to_others(repo_dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(repo_dir) else {
+        return;
+    };
+    if meta.mode() & 0o007 == 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return;
+    }
+    let mode = meta.mode() & 0o770;
+    match std::fs::set_permissions(repo_dir, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => tracing::warn!(
+            "{} was open to every user of this host; it is now {mode:o}, as restic makes repositories",
+            repo_dir.display()
+        ),
+        Err(e) => tracing::debug!("{}: {e}", repo_dir.display()),
+    }
 }
 
 /// The zstd level of new repositories. Level 1 against zstd's default 3,
@@ -266,9 +431,27 @@ impl Repo {
             location: settings.location.clone(),
             expected: settings.expected_password_file(),
         })?;
-        Self::connect(settings, |repo| {
-            repo.open(&Credentials::password(password.clone()))
+        if let Some(path) = settings.local_path() {
+            close_to_others(&path);
+        }
+        let opened = Self::connect(settings, |repo| {
+            repo.open(&Credentials::password(password.value.clone()))
+        });
+        let (Err(Error::WrongPassword { .. }), Some(earlier)) = (&opened, &password.earlier) else {
+            return opened;
+        };
+        let repo = Self::connect(settings, |repo| {
+            repo.open(&Credentials::password(earlier.clone()))
         })
+        .map_err(|_| Error::WrongPassword {
+            location: settings.location.clone(),
+        })?;
+        tracing::warn!(
+            "the repository at {} opened with the first line of {} as it is, white space included; restic trims that white space and cannot open the repository with this file: put the password alone in the file, or add a key restic can use",
+            settings.location,
+            settings.expected_password_file().display()
+        );
+        Ok(repo)
     }
 
     /// Creates a new repository at lifeboat's default compression level;
@@ -297,8 +480,17 @@ impl Repo {
             created: true,
             ..Default::default()
         };
+        if let Some(path) = settings.local_path()
+            && path.exists()
+            && !path.is_dir()
+        {
+            return Err(Error::BadRequest(format!(
+                "{} is not a directory: a repository is a directory of its own; choose another path",
+                path.display()
+            )));
+        }
         let password = match settings.read_password()? {
-            Some(p) => p,
+            Some(p) => p.value,
             None => {
                 let PasswordSource::DefaultFile(path) = &settings.password else {
                     return Err(Error::NoPassword {
@@ -311,8 +503,9 @@ impl Repo {
                 password
             }
         };
-        if let Some(path) = settings.local_path() {
-            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let local = settings.local_path();
+        if let Some(path) = &local {
+            create_private_dir(path)?;
         }
         let repo = Self::connect(settings, |repo| {
             repo.init(
@@ -322,6 +515,9 @@ impl Repo {
             )
         })?;
         repo.replace_initial_key(&password)?;
+        if let Some(path) = &local {
+            make_private(path)?;
+        }
         Ok((repo, report))
     }
 
@@ -350,7 +546,16 @@ impl Repo {
         let open = open(base.clone()).map_err(|e| settings.repo_error(&e))?;
         let key = open.key();
         let lock = match settings.local_path() {
-            Some(dir) => crate::lock::lock_shared(&dir, &key, &settings.location)?.map(Arc::new),
+            Some(dir) => {
+                let lock = crate::lock::lock_shared(&dir, &key, &settings.location)?;
+                if lock.is_some() {
+                    let removed = crate::local_packs::remove_abandoned(&dir);
+                    if removed > 0 {
+                        tracing::info!("removed {removed} unfinished pack(s) of a killed lifeboat");
+                    }
+                }
+                lock.map(Arc::new)
+            }
             None => {
                 tracing::info!("{}: only local repositories are locked", settings.location);
                 None
@@ -435,17 +640,28 @@ impl Repo {
             .map_err(|e| self.error(&e))
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. A snapshot file that cannot be read
+    /// is left out with a warning that names it, as restic does: one
+    /// damaged file must not hide the others.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
-        let mut snaps: Vec<SnapshotInfo> = self
-            .opened()?
-            .get_all_snapshots()
-            .map_err(|e| self.error(&e))?
-            .into_iter()
-            .map(snapshot_info)
-            .collect();
-        snaps.sort_by(|a, b| a.file.time.cmp(&b.file.time));
-        Ok(snaps)
+        let listing = self.snapshot_listing()?;
+        for bad in &listing.unreadable {
+            tracing::warn!("skipping snapshot {}: {}", bad.id, bad.reason);
+        }
+        Ok(listing.snapshots)
+    }
+
+    /// Every readable snapshot, oldest first, and the snapshot files that
+    /// cannot be read.
+    pub fn snapshot_listing(&self) -> Result<SnapshotListing> {
+        let (files, unreadable) =
+            readable_snapshots(&self.opened()?).map_err(|e| self.error(&e))?;
+        let mut snapshots: Vec<SnapshotInfo> = files.into_iter().map(snapshot_info).collect();
+        snapshots.sort_by(|a, b| a.file.time.cmp(&b.file.time));
+        Ok(SnapshotListing {
+            snapshots,
+            unreadable,
+        })
     }
 
     /// Archives `source` into a new snapshot whose tree holds the source's
@@ -620,7 +836,8 @@ pub(crate) struct ArchiveRequest {
 }
 
 fn snapshot_info(file: SnapshotFile) -> SnapshotInfo {
-    let id = file.id.to_string();
+    // The id's display form is its first eight digits.
+    let id = file.id.to_hex().to_string();
     SnapshotInfo {
         short_id: id.chars().take(8).collect(),
         id,
@@ -712,6 +929,7 @@ impl RepoReader {
                     summary.files += 1;
                     summary.bytes += node.meta.size;
                 }
+                NodeType::Socket => summary.sockets += 1,
                 _ => summary.others += 1,
             }
             previous = Some(path);
@@ -771,57 +989,6 @@ impl RepoReader {
         crate::restorer::restore_tree(self, root, dest, &progress)
     }
 
-    /// Checks what a restore wrote against the snapshot: the type, owner,
-    /// permissions and size of every entry, and the root's own. The
-    /// repository library only logs a failed chown or chmod, and a volume
-    /// restored with the wrong owners (a database that will not start)
-    /// must not be reported as restored.
-    pub(crate) fn verify_restored(&self, root: &Node, dest: &Path) -> Result<()> {
-        let mut problems = Vec::new();
-        let mut check = |path: &Path, node: &Node| -> Result<()> {
-            let on_disk = dest.join(path);
-            let shown = if path.as_os_str().is_empty() {
-                dest.display().to_string()
-            } else {
-                path.display().to_string()
-            };
-            let meta = match std::fs::symlink_metadata(&on_disk) {
-                Ok(m) => m,
-                Err(e) => {
-                    problems.push(format!("{shown}: {e}"));
-                    return Ok(());
-                }
-            };
-            if let Some(problem) = crate::fsmeta::differences(node, &on_disk, &meta) {
-                problems.push(format!("{shown}: {problem}"));
-            } else if node.is_file() && meta.len() != self.content_length(node)? {
-                problems.push(format!(
-                    "{shown}: {} bytes instead of {}",
-                    meta.len(),
-                    self.content_length(node)?
-                ));
-            }
-            Ok(())
-        };
-        check(Path::new(""), root)?;
-        for entry in self.walk(root)? {
-            let entry = entry?;
-            check(&entry.path, &entry.node)?;
-        }
-        match problems.as_slice() {
-            [] => Ok(()),
-            [first, ..] => Err(Error::Other(format!(
-                "the restore into {} does not match the snapshot: {first}{}",
-                dest.display(),
-                if problems.len() > 1 {
-                    format!(" (and {} more)", problems.len() - 1)
-                } else {
-                    String::new()
-                }
-            ))),
-        }
-    }
-
     /// The number of bytes of a file's content, from the index (the size in
     /// the node's metadata may differ when the file changed while it was
     /// read).
@@ -832,6 +999,18 @@ impl RepoReader {
             total += u64::from(entry.data_length());
         }
         Ok(total)
+    }
+
+    /// The blobs of a file's content, in order, with their lengths.
+    pub(crate) fn blob_lengths(&self, node: &Node) -> Result<Vec<(Id, u32)>> {
+        node.content
+            .iter()
+            .flatten()
+            .map(|id| {
+                let entry = self.repo.get_index_entry(id).map_err(|e| self.error(&e))?;
+                Ok((**id, entry.data_length()))
+            })
+            .collect()
     }
 
     /// A reader of a file's content, `length` bytes long.
@@ -915,7 +1094,11 @@ impl std::io::Read for FileReader<'_> {
 pub struct TreeSummary {
     pub files: u64,
     pub dirs: u64,
+    /// Links, fifos and devices.
     pub others: u64,
+    /// Sockets, which no restore makes: a socket is made by the process
+    /// that listens on it.
+    pub sockets: u64,
     pub bytes: u64,
 }
 
@@ -1412,6 +1595,75 @@ mod tests {
         );
         repo.archive(&source, &request(), || Ok(()))?;
         assert_eq!(repo.snapshots()?.len(), 1);
+        Ok(())
+    }
+
+    /// Directories `depth` deep below `/b`, each named `d`, with a file at
+    /// the bottom.
+    struct Deep(usize);
+
+    impl ReadSource for Deep {
+        type Open = Cursor<Vec<u8>>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+
+        fn entries(&self) -> Self::Iter {
+            let dir =
+                |name: &str| Node::new_node(OsStr::new(name), NodeType::Dir, Metadata::default());
+            let mut path = PathBuf::from("/b");
+            let mut entries = vec![Ok(ReadSourceEntry {
+                path: path.clone(),
+                node: dir("v"),
+                open: None,
+            })];
+            for _ in 0..self.0 {
+                path.push("d");
+                entries.push(Ok(ReadSourceEntry {
+                    path: path.clone(),
+                    node: dir("d"),
+                    open: None,
+                }));
+            }
+            let meta = Metadata {
+                size: 6,
+                ..Metadata::default()
+            };
+            entries.push(Ok(ReadSourceEntry {
+                path: path.join("f"),
+                node: Node::new_node(OsStr::new("f"), NodeType::File, meta),
+                open: Some(Cursor::new(b"bottom".to_vec())),
+            }));
+            entries.into_iter()
+        }
+    }
+
+    #[test]
+    fn a_directory_chain_thousands_deep_is_archived_on_a_small_stack() -> Result<()> {
+        // Regression: a file finished by a worker after the walk had closed
+        // the directories above it finished them by recursion, one stack
+        // frame per level, and a volume 1,000 directories deep overflowed
+        // the stack and aborted the whole run.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let repo = repo_in(dir.path());
+        let depth = 5_000;
+        let archived = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let snapshot = repo.archive(&Deep(depth), &request(), || Ok(()))?;
+                let reader = repo.reader()?;
+                let root = reader.root(&snapshot, "/volumes/v")?;
+                let summary = reader.check_tree(&root)?;
+                let bottom = vec!["d"; depth].join("/") + "/f";
+                Ok::<_, Error>((summary, reader.read_small_file(&root, &bottom)?))
+            })
+            .map_err(|e| Error::io("thread", e))?
+            .join()
+            .map_err(|_| Error::Other("the archive overflowed its stack".to_string()))??;
+        assert_eq!((archived.0.dirs, archived.0.files), (depth as u64, 1));
+        assert_eq!(archived.1, b"bottom");
         Ok(())
     }
 

@@ -146,15 +146,8 @@ pub async fn restore_dump(
     progress: Arc<TransferProgress>,
 ) -> Result<DumpRestoreReport> {
     let started = Instant::now();
-    let (snapshot, spec) = {
-        let repo = repo.clone();
-        let request = request.clone();
-        blocking(move || {
-            let snapshots = repo.snapshots()?;
-            resolve_snapshot(&snapshots, &request.snapshot, request.target.as_deref())
-        })
-        .await?
-    };
+    let (snapshot, spec) =
+        find_snapshot(repo, &request.snapshot, request.target.as_deref()).await?;
     let database = match spec.extra("database") {
         Some("postgres") => Database::Postgres,
         Some("mariadb") => Database::Mariadb,
@@ -228,6 +221,7 @@ pub async fn restore_dump(
             (container.name, None, None)
         }
         DumpDestination::NewVolume { volume, image } => {
+            crate::engine::check_volume_name(volume)?;
             if engine.volume(volume).await?.is_some() {
                 return Err(Error::BadRequest(format!(
                     "volume {volume} exists: bring the dump up on a new volume, or restore into the container that uses {volume} with --into"
@@ -485,6 +479,37 @@ async fn bring_up(
     }
 }
 
+/// Finds the snapshot a request names in the repository (see
+/// [`resolve_snapshot`]); one whose file cannot be read is named as such.
+async fn find_snapshot(
+    repo: &Repo,
+    snapshot: &str,
+    target: Option<&str>,
+) -> Result<(SnapshotInfo, TargetSpec)> {
+    let repo = repo.clone();
+    let (snapshot, target) = (snapshot.to_string(), target.map(str::to_string));
+    blocking(move || {
+        let listing = repo.snapshot_listing()?;
+        for bad in &listing.unreadable {
+            tracing::warn!("skipping snapshot {}: {}", bad.id, bad.reason);
+        }
+        resolve_snapshot(&listing.snapshots, &snapshot, target.as_deref()).map_err(
+            |e| match listing
+                .unreadable
+                .iter()
+                .find(|b| b.id.starts_with(&snapshot))
+            {
+                Some(bad) if snapshot != "latest" => Error::Repository {
+                    location: repo.location().to_string(),
+                    message: format!("snapshot {} cannot be read: {}", bad.id, bad.reason),
+                },
+                _ => e,
+            },
+        )
+    })
+    .await
+}
+
 /// Finds the snapshot a request names. `latest` needs the target and is
 /// the newest of this host's snapshots of it: a volume of the same name on
 /// another host holds other data, so one taken there is restored only by
@@ -580,8 +605,18 @@ fn resolve_snapshot_on(
 
 /// Where the restored files go.
 enum Destination {
-    Volume { volume: EngineVolume, created: bool },
-    Directory(PathBuf),
+    Volume {
+        volume: EngineVolume,
+        created: bool,
+        /// Where its files are on this host, when lifeboat can reach them
+        /// there (see [`volume_host_dir`]).
+        host_dir: Option<PathBuf>,
+    },
+    Directory {
+        path: PathBuf,
+        /// The outermost directory this restore created for it, if any.
+        created: Option<PathBuf>,
+    },
 }
 
 /// Restores a snapshot.
@@ -592,15 +627,13 @@ pub async fn restore(
     progress: Arc<TransferProgress>,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let (snapshot, spec) = {
-        let repo = repo.clone();
-        let request = request.clone();
-        blocking(move || {
-            let snapshots = repo.snapshots()?;
-            resolve_snapshot(&snapshots, &request.snapshot, request.target.as_deref())
-        })
-        .await?
-    };
+    if let Some(to) = &request.to
+        && !to.starts_with('/')
+    {
+        crate::engine::check_volume_name(to)?;
+    }
+    let (snapshot, spec) =
+        find_snapshot(repo, &request.snapshot, request.target.as_deref()).await?;
     if let Some(database) = spec.extra("database") {
         return Err(Error::BadRequest(format!(
             "snapshot {} holds dumps of a {database} database, not files: restore it into a running database container with --into CONTAINER",
@@ -641,38 +674,14 @@ pub async fn restore(
     refuse_if_running(engine, dest_kind, &dest_name).await?;
     let destination = prepare(engine, &spec, dest_kind, &dest_name).await?;
     let created = matches!(destination, Destination::Volume { created: true, .. });
-    let writer = choose_writer(&destination, request.writer)?;
-
-    let outcome = async {
-        let empty = is_empty(engine, &destination, writer).await?;
-        let previous_content = None;
-        if !empty {
-            if !request.force {
-                return Err(Error::BadRequest(format!(
-                    "{dest_name} is not empty; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
-                )));
-            }
-            let previous = snapshot_current(engine, repo, dest_kind, &dest_name).await?;
-            request.on_previous.tell(&previous);
-            let undo = |e: Error| {
-                Error::Other(format!(
-                    "{e}; the previous content of {dest_name} is in snapshot {id}: `lifeboat restore {id} --volume {dest_name} --force` puts it back",
-                    id = previous.short_id
-                ))
-            };
-            clear(engine, &destination, writer).await.map_err(undo)?;
-            write(engine, repo, &snapshot, &spec, &destination, writer, progress)
-                .await
-                .map_err(undo)?;
-            return Ok(Some(previous));
-        }
-        write(engine, repo, &snapshot, &spec, &destination, writer, progress).await?;
-        Ok(previous_content)
-    }
-    .await;
-
-    match outcome {
-        Ok(previous_content) => Ok(RestoreReport {
+    let into = TargetRestore {
+        engine,
+        repo,
+        destination: &destination,
+        name: &dest_name,
+    };
+    match into.restore(request, &snapshot, &spec, progress).await {
+        Ok((writer, previous_content)) => Ok(RestoreReport {
             snapshot,
             kind: dest_kind,
             target: dest_name,
@@ -683,11 +692,134 @@ pub async fn restore(
             seconds: started.elapsed().as_secs_f64(),
         }),
         Err(e) => {
-            if created && let Err(undo) = engine.remove_volume(&dest_name).await {
-                tracing::warn!("could not remove the half-restored volume {dest_name}: {undo}");
+            // What this restore made goes: the target is as it was.
+            let undo = match &destination {
+                Destination::Volume { created: true, .. } => engine.remove_volume(&dest_name).await,
+                Destination::Directory {
+                    created: Some(top), ..
+                } => std::fs::remove_dir_all(top).map_err(|e| Error::io(top, e)),
+                _ => Ok(()),
+            };
+            if let Err(undo) = undo {
+                tracing::warn!("could not remove the half-restored {dest_name}: {undo}");
             }
             Err(e)
         }
+    }
+}
+
+/// A restore into one prepared target.
+struct TargetRestore<'a> {
+    engine: &'a Engine,
+    repo: &'a Repo,
+    destination: &'a Destination,
+    /// The target's name (a volume's) or path, for messages.
+    name: &'a str,
+}
+
+impl TargetRestore<'_> {
+    /// Writes the snapshot into the target, and checks that the target
+    /// holds exactly the snapshot. A target that held files is snapshotted
+    /// first, emptied, and put back as it was when the restore fails; one
+    /// that was empty is emptied again. Returns the writer used and the
+    /// snapshot of what was overwritten.
+    async fn restore(
+        &self,
+        request: &RestoreRequest,
+        snapshot: &SnapshotInfo,
+        spec: &TargetSpec,
+        progress: Arc<TransferProgress>,
+    ) -> Result<(Reader, Option<SnapshotInfo>)> {
+        let name = self.name;
+        refuse_tmpfs(self.destination)?;
+        let writer = choose_writer(self.destination, request.writer)?;
+        if let Destination::Volume {
+            host_dir: Some(dir),
+            volume,
+            ..
+        } = self.destination
+            && writer == Reader::Host
+            && Path::new(&volume.mountpoint) != dir
+        {
+            // A volume bound to a host directory: that directory is what
+            // is written and emptied.
+            refuse_protected_path(self.engine, dir).await?;
+            refuse_if_running(self.engine, TargetKind::Bind, &dir.display().to_string()).await?;
+        }
+        if is_empty(self.engine, self.destination, writer).await? {
+            let written = self.write(snapshot, spec, writer, progress).await;
+            if let Err(e) = written {
+                return Err(match self.clear(writer).await {
+                    Ok(()) => e,
+                    Err(undo) => {
+                        Error::Other(format!("{e}; emptying {name} again failed too: {undo}"))
+                    }
+                });
+            }
+            return Ok((writer, None));
+        }
+        if !request.force {
+            return Err(Error::BadRequest(format!(
+                "{name} is not empty; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
+            )));
+        }
+        if writer == Reader::Engine {
+            refuse_unclearable(self.destination)?;
+        }
+        let kind = match self.destination {
+            Destination::Volume { .. } => TargetKind::Volume,
+            Destination::Directory { .. } => TargetKind::Bind,
+        };
+        let previous = snapshot_current(self.engine, self.repo, kind, name).await?;
+        request.on_previous.tell(&previous);
+        let id = &previous.short_id;
+        if let Err(e) = self.clear(writer).await {
+            return Err(Error::Other(format!(
+                "{e}; nothing was written into {name}, and what it held is in snapshot {id} too"
+            )));
+        }
+        let Err(e) = self.write(snapshot, spec, writer, progress).await else {
+            return Ok((writer, Some(previous)));
+        };
+        // Put back what was there: the target must not stay half written.
+        let put_back = async {
+            let previous_spec = TargetSpec::from_tags(&previous.tags)
+                .ok_or_else(|| Error::Other(format!("snapshot {id} has lost its lifeboat tags")))?;
+            self.clear(writer).await?;
+            let progress = Arc::new(TransferProgress::default());
+            self.write(&previous, &previous_spec, writer, progress)
+                .await
+        };
+        Err(Error::Other(match put_back.await {
+            Ok(()) => format!("{e}; {name} holds again what it held before (snapshot {id})"),
+            Err(undo) => format!(
+                "{e}; putting back what {name} held failed too ({undo}); it is in snapshot {id}: `lifeboat restore {id} --volume {name} --force` puts it back"
+            ),
+        }))
+    }
+
+    /// Empties the target (see [`clear`]).
+    async fn clear(&self, writer: Reader) -> Result<()> {
+        clear(self.engine, self.destination, writer).await
+    }
+
+    async fn write(
+        &self,
+        snapshot: &SnapshotInfo,
+        spec: &TargetSpec,
+        writer: Reader,
+        progress: Arc<TransferProgress>,
+    ) -> Result<()> {
+        write(
+            self.engine,
+            self.repo,
+            snapshot,
+            spec,
+            self.destination,
+            writer,
+            progress,
+        )
+        .await
     }
 }
 
@@ -770,6 +902,7 @@ async fn prepare(
         TargetKind::Volume => {
             if let Some(volume) = engine.volume(name).await? {
                 return Ok(Destination::Volume {
+                    host_dir: volume_host_dir(&volume),
                     volume,
                     created: false,
                 });
@@ -779,26 +912,98 @@ async fn prepare(
                 .create_volume(name, driver, &spec.driver_options, &spec.labels)
                 .await?;
             Ok(Destination::Volume {
+                host_dir: volume_host_dir(&volume),
                 volume,
                 created: true,
             })
         }
         TargetKind::Bind => {
             let path = PathBuf::from(name);
+            let created = path
+                .ancestors()
+                .take_while(|a| !a.exists())
+                .last()
+                .map(Path::to_path_buf);
             std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-            Ok(Destination::Directory(path))
+            Ok(Destination::Directory { path, created })
         }
     }
 }
 
+/// Where a volume's files are on this host, when lifeboat can write them
+/// there: a `local` volume's own directory, or the host directory a
+/// `local` volume is bound to (`type=none,o=bind,device=DIR`), whose files
+/// stay when the volume is removed, so that only there can they be
+/// emptied. Other driver options (NFS, CIFS, a block device) are mounted
+/// only while a container uses them: `None`, the engine writes those.
+fn volume_host_dir(volume: &EngineVolume) -> Option<PathBuf> {
+    if volume.driver != "local" {
+        return None;
+    }
+    let mountpoint = Path::new(&volume.mountpoint);
+    if volume.options.is_empty() {
+        return mountpoint.is_dir().then(|| mountpoint.to_path_buf());
+    }
+    let option = |key: &str| volume.options.get(key).map(String::as_str);
+    let bound = option("type") == Some("none")
+        && option("o").is_some_and(|o| o.split(',').any(|o| o == "bind" || o == "rbind"));
+    let device = Path::new(option("device")?);
+    // The engine's own directory of the volume is here too: the engine
+    // runs on this host, and the device path names a directory of it.
+    let engine_is_here = mountpoint.parent().is_some_and(Path::is_dir);
+    if !bound || !device.is_absolute() || !engine_is_here {
+        return None;
+    }
+    std::fs::canonicalize(device).ok().filter(|d| d.is_dir())
+}
+
+/// Refuses a volume that keeps its files only while it is mounted (a
+/// tmpfs): lifeboat's helper is never started, so what it writes would
+/// vanish when the engine unmounts the volume after the write, and a
+/// restore would report files that no container ever sees.
+fn refuse_tmpfs(destination: &Destination) -> Result<()> {
+    let Destination::Volume { volume, .. } = destination else {
+        return Ok(());
+    };
+    let fs = volume.options.get("type").map(String::as_str);
+    if volume.driver == "local" && matches!(fs, Some("tmpfs" | "ramfs")) {
+        return Err(Error::BadRequest(format!(
+            "volume {} is a {} volume: it holds files only while a container mounts it, so what lifeboat restores into it would be gone once written; restore into a directory (--to /PATH) and copy from there into the running container",
+            volume.name,
+            fs.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses, before anything is snapshotted or removed, to overwrite a
+/// volume through the engine that the engine cannot empty: a `local`
+/// volume with driver options keeps its files (on the bound directory,
+/// the NFS share, the device) when it is removed and made again, and the
+/// engine's archive API can add files but not delete them.
+fn refuse_unclearable(destination: &Destination) -> Result<()> {
+    let Destination::Volume { volume, .. } = destination else {
+        return Ok(());
+    };
+    if volume.driver != "local" || volume.options.is_empty() {
+        return Ok(());
+    }
+    let options: Vec<String> = volume
+        .options
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Err(Error::BadRequest(format!(
+        "volume {} cannot be emptied through the engine: its driver options ({}) keep its files when it is made again, and the engine can add files to a volume but not delete them; empty it yourself and restore without --force, or restore into a new volume with --to NAME",
+        volume.name,
+        options.join(", ")
+    )))
+}
+
 fn choose_writer(destination: &Destination, choice: ReaderChoice) -> Result<Reader> {
     let host_path_ok = match destination {
-        Destination::Directory(_) => true,
-        Destination::Volume { volume, .. } => {
-            volume.driver == "local"
-                && volume.options.is_empty()
-                && Path::new(&volume.mountpoint).is_dir()
-        }
+        Destination::Directory { .. } => true,
+        Destination::Volume { host_dir, .. } => host_dir.is_some(),
     };
     match (choice, host_path_ok) {
         (ReaderChoice::Engine, _) => Ok(Reader::Engine),
@@ -813,20 +1018,28 @@ fn choose_writer(destination: &Destination, choice: ReaderChoice) -> Result<Read
 fn helper_source(destination: &Destination) -> HelperSource {
     match destination {
         Destination::Volume { volume, .. } => HelperSource::Volume(volume.name.clone()),
-        Destination::Directory(path) => HelperSource::Bind(path.display().to_string()),
+        Destination::Directory { path, .. } => HelperSource::Bind(path.display().to_string()),
     }
 }
 
-fn host_dir(destination: &Destination) -> PathBuf {
+/// The target's directory on this host, for the host-path writer.
+fn host_dir(destination: &Destination) -> Result<PathBuf> {
     match destination {
-        Destination::Volume { volume, .. } => PathBuf::from(&volume.mountpoint),
-        Destination::Directory(path) => path.clone(),
+        Destination::Volume {
+            host_dir: Some(dir),
+            ..
+        } => Ok(dir.clone()),
+        Destination::Volume { volume, .. } => Err(Error::Other(format!(
+            "volume {} has no directory on this host",
+            volume.name
+        ))),
+        Destination::Directory { path, .. } => Ok(path.clone()),
     }
 }
 
 async fn is_empty(engine: &Engine, destination: &Destination, writer: Reader) -> Result<bool> {
     if writer == Reader::Host {
-        return crate::fsmeta::is_empty_dir(&host_dir(destination));
+        return crate::fsmeta::is_empty_dir(&host_dir(destination)?);
     }
     // Through the engine: the archive of an empty directory holds only the
     // directory itself.
@@ -927,13 +1140,14 @@ fn bare_bind_target(path: &str) -> crate::inventory::Target {
     }
 }
 
+/// Empties the target. Through the engine, which can write into a volume
+/// but not delete from it, the volume is removed and made again (which
+/// only works while no container references it), and must then be empty.
 async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Result<()> {
     if writer == Reader::Host {
-        let dir = host_dir(destination);
+        let dir = host_dir(destination)?;
         return blocking(move || crate::fsmeta::clear_dir(&dir)).await;
     }
-    // The engine can write into a volume but not delete from it: recreate
-    // the volume, which only works while no container references it.
     let Destination::Volume { volume, .. } = destination else {
         return Err(Error::BadRequest(
             "a non-empty directory can only be overwritten through a host path".to_string(),
@@ -953,9 +1167,17 @@ async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Re
             &volume.labels,
         )
         .await?;
+    if !is_empty(engine, destination, Reader::Engine).await? {
+        return Err(Error::Other(format!(
+            "volume {} still holds files after it was removed and made again: its driver ({}) keeps them, and the engine cannot delete them",
+            volume.name, volume.driver
+        )));
+    }
     Ok(())
 }
 
+/// Writes the snapshot into the empty target, then checks that the target
+/// holds exactly the snapshot (see [`crate::verify`]).
 async fn write(
     engine: &Engine,
     repo: &Repo,
@@ -968,14 +1190,14 @@ async fn write(
     let path = spec.snapshot_path().to_string_lossy().to_string();
     match writer {
         Reader::Host => {
-            let dir = host_dir(destination);
+            let dir = host_dir(destination)?;
             let repo = repo.clone();
             let snapshot = snapshot.clone();
             blocking(move || {
                 let reader = repo.reader()?;
                 let root = reader.root(&snapshot, &path)?;
                 reader.restore_to_dir(&root, &dir, progress)?;
-                reader.verify_restored(&root, &dir)
+                crate::verify::verify_directory(&reader, &root, &dir)
             })
             .await
         }
@@ -983,34 +1205,64 @@ async fn write(
             let helper = engine
                 .create_helper(&helper_source(destination), false)
                 .await?;
-            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
-            let producer = {
-                let repo = repo.clone();
-                let snapshot = snapshot.clone();
-                let progress = progress.clone();
-                tokio::task::spawn_blocking(move || -> Result<()> {
+            let written = async {
+                upload(engine, repo, snapshot, &path, &helper, progress).await?;
+                // Read back through the same helper.
+                let stream =
+                    crate::backup::stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
+                let (repo, snapshot) = (repo.clone(), snapshot.clone());
+                let target = match destination {
+                    Destination::Volume { volume, .. } => format!("volume {}", volume.name),
+                    Destination::Directory { path, .. } => path.display().to_string(),
+                };
+                blocking(move || {
                     let reader = repo.reader()?;
                     let root = reader.root(&snapshot, &path)?;
-                    let out = crate::tarball::ChannelWriter::new(tx, progress.clone());
-                    let prefix = Path::new(HELPER_MOUNT.trim_start_matches('/'));
-                    crate::tarball::write_tree(&reader, &root, prefix, out, &progress)
+                    crate::verify::verify_archive(&reader, &root, &target, stream)
                 })
-            };
-            let stream = crate::tarball::receiver_stream(rx);
-            let uploaded = engine.upload(&helper, "/", stream).await;
-            let produced = producer.await;
+                .await
+            }
+            .await;
             if let Err(e) = engine.remove_helper(&helper).await {
                 tracing::warn!("{e}");
             }
-            let produced = produced.map_err(|e| {
-                Error::Other(format!("writing the archive for the engine stopped: {e}"))
-            })?;
-            // The producer's error says why first (a repository problem);
-            // the upload's says what the engine saw.
-            produced?;
-            uploaded
+            written
         }
     }
+}
+
+/// Streams the snapshot's tree into the helper's mount through the
+/// engine's archive API.
+async fn upload(
+    engine: &Engine,
+    repo: &Repo,
+    snapshot: &SnapshotInfo,
+    path: &str,
+    helper: &crate::engine::Helper,
+    progress: Arc<TransferProgress>,
+) -> Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    let producer = {
+        let repo = repo.clone();
+        let snapshot = snapshot.clone();
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let reader = repo.reader()?;
+            let root = reader.root(&snapshot, &path)?;
+            let out = crate::tarball::ChannelWriter::new(tx, progress.clone());
+            let prefix = Path::new(HELPER_MOUNT.trim_start_matches('/'));
+            crate::tarball::write_tree(&reader, &root, prefix, out, &progress)
+        })
+    };
+    let stream = crate::tarball::receiver_stream(rx);
+    let uploaded = engine.upload(helper, "/", stream).await;
+    let produced = producer
+        .await
+        .map_err(|e| Error::Other(format!("writing the archive for the engine stopped: {e}")))?;
+    // The producer's error says why first (a repository problem); the
+    // upload's says what the engine saw.
+    produced?;
+    uploaded
 }
 
 #[cfg(test)]

@@ -11,18 +11,19 @@ use std::ffi::OsString;
 use std::io::{Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
-use rustic_core::repofile::Node;
+use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{
     ErrorKind, LocalSource, LocalSourceSaveOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
     RusticError, RusticResult,
 };
 
-use crate::node::{Kind, TarMeta, node_from_tar, parse_pax_time};
+use crate::node::{Kind, node_from_tar};
 use crate::progress::TransferProgress;
+use crate::tar_reader::{TarEntry, TarReader};
 
 /// Files up to this size are held in memory between the archive stream and
 /// the chunker; larger ones go to an unlinked spool file.
@@ -39,6 +40,10 @@ pub(crate) struct ReadLog {
     /// Files that vanished between listing and reading: not an error for a
     /// live volume, but reported.
     pub(crate) vanished: Vec<String>,
+    /// Sockets, left out: a socket is made by the process that listens on
+    /// it, holds no data, and neither the engine's archive nor a restore
+    /// carries one.
+    pub(crate) sockets: Vec<String>,
 }
 
 pub(crate) type SharedLog = Arc<Mutex<ReadLog>>;
@@ -327,6 +332,12 @@ impl ReadSource for HostSource {
         let anchor = self.anchor.clone();
         let anchor_path = self.anchor_path.clone();
         let rest = self.inner.entries().filter_map(move |entry| match entry {
+            Ok(ReadSourceEntry { path, node, .. }) if node.node_type == NodeType::Socket => {
+                if let Ok(mut l) = log.lock() {
+                    l.sockets.push(path.display().to_string());
+                }
+                None
+            }
             Ok(ReadSourceEntry { path, node, open }) => {
                 let open = open.map(|_| HostOpen {
                     anchor: anchor.clone(),
@@ -538,23 +549,6 @@ impl Read for ChunkReader {
     }
 }
 
-/// Tracks whether the underlying stream hit its end before the archive's
-/// end marker: a clean-looking but truncated archive.
-struct EofWatch<R> {
-    inner: R,
-    eof: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for EofWatch<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof.store(true, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
 struct TarParser {
     base: PathBuf,
     root_name: OsString,
@@ -597,39 +591,24 @@ pub(crate) fn archive_components(path: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 impl TarParser {
     fn run(mut self, stream: Box<dyn Read + Send>, tx: &mpsc::SyncSender<ArchiveItem>) {
-        let eof = Arc::new(AtomicBool::new(false));
-        let reader = EofWatch {
-            inner: stream,
-            eof: eof.clone(),
-        };
-        let mut archive = tar::Archive::new(reader);
-        let entries = match archive.entries() {
-            Ok(e) => e,
-            Err(e) => return self.fail(tx, format!("reading the archive stream: {e}")),
-        };
+        let mut archive = TarReader::new(stream);
         let mut inode = 0u64;
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
+        loop {
+            let entry = match archive.next_entry() {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
                 Err(e) => return self.fail(tx, format!("reading the archive stream: {e}")),
             };
             inode += 1;
-            match self.convert(entry, inode) {
-                Ok(Some(item)) => {
+            match self.convert(entry, &mut archive.content(), inode) {
+                Ok(item) => {
                     if tx.send(Ok(item)).is_err() {
                         // The backup stopped reading: nothing more to do.
                         return;
                     }
                 }
-                Ok(None) => {}
                 Err(message) => return self.fail(tx, message),
             }
-        }
-        if eof.load(Ordering::Relaxed) {
-            self.fail(
-                tx,
-                "the archive stream ended before its end marker (truncated)".to_string(),
-            );
         }
     }
 
@@ -640,33 +619,30 @@ impl TarParser {
 
     fn convert(
         &mut self,
-        mut entry: tar::Entry<'_, impl Read>,
+        entry: TarEntry,
+        content: &mut impl Read,
         inode: u64,
-    ) -> Result<Option<ReadSourceEntry<CheckedOpen<Payload>>>, String> {
-        let raw_path = entry.path_bytes().into_owned();
+    ) -> Result<ReadSourceEntry<CheckedOpen<Payload>>, String> {
+        let TarEntry {
+            path: raw_path,
+            typeflag,
+            mut meta,
+        } = entry;
         let parts = archive_components(&raw_path)?;
-        let header = entry.header().clone();
-        let entry_type = header.entry_type();
-        let kind = match entry_type {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Link => {
-                Kind::File
-            }
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => Kind::Symlink,
-            tar::EntryType::Char => Kind::CharDevice,
-            tar::EntryType::Block => Kind::BlockDevice,
-            tar::EntryType::Fifo => Kind::Fifo,
-            // Global headers describe the archive, not a file.
-            tar::EntryType::XGlobalHeader => return Ok(None),
+        let hard_link = typeflag == b'1';
+        let kind = match typeflag {
+            b'0' | 0 | b'7' | b'1' => Kind::File,
+            b'5' => Kind::Dir,
+            b'2' => Kind::Symlink,
+            b'3' => Kind::CharDevice,
+            b'4' => Kind::BlockDevice,
+            b'6' => Kind::Fifo,
             // Anything else (sparse or vendor entries) would be a file left
             // out without a word.
             other => {
                 return Err(hostile(
                     &raw_path,
-                    &format!(
-                        "unsupported archive entry type {:?}",
-                        other.as_byte() as char
-                    ),
+                    &format!("unsupported archive entry type {:?}", other as char),
                 ));
             }
         };
@@ -686,55 +662,6 @@ impl TarParser {
         }
         self.previous = Some(parts.clone());
 
-        let mut meta = TarMeta {
-            mode: header
-                .mode()
-                .map_err(|e| hostile(&raw_path, &e.to_string()))?,
-            uid: header.uid().unwrap_or(0),
-            gid: header.gid().unwrap_or(0),
-            user: header
-                .username()
-                .ok()
-                .flatten()
-                .map(str::to_string)
-                .filter(|s| !s.is_empty()),
-            group: header
-                .groupname()
-                .ok()
-                .flatten()
-                .map(str::to_string)
-                .filter(|s| !s.is_empty()),
-            size: entry.size(),
-            mtime: header
-                .mtime()
-                .ok()
-                .and_then(|t| rustic_core::jiff::Timestamp::from_second(t as i64).ok()),
-            link_target: entry.link_name_bytes().map(|l| l.into_owned()),
-            device: match (header.device_major(), header.device_minor()) {
-                (Ok(Some(ma)), Ok(Some(mi))) => Some((u64::from(ma), u64::from(mi))),
-                _ => None,
-            },
-            ..Default::default()
-        };
-        if let Ok(Some(pax)) = entry.pax_extensions() {
-            for ext in pax.flatten() {
-                let (Ok(key), value) = (ext.key(), ext.value_bytes()) else {
-                    continue;
-                };
-                let text = std::str::from_utf8(value).unwrap_or_default();
-                match key {
-                    "mtime" => meta.mtime = parse_pax_time(text).or(meta.mtime),
-                    "atime" => meta.atime = parse_pax_time(text),
-                    "ctime" => meta.ctime = parse_pax_time(text),
-                    k if k.starts_with("SCHILY.xattr.") => meta.xattrs.push((
-                        k.trim_start_matches("SCHILY.xattr.").to_string(),
-                        value.to_vec(),
-                    )),
-                    _ => {}
-                }
-            }
-        }
-
         let path = parts.iter().fold(self.base.clone(), |p, c| {
             p.join(std::ffi::OsStr::from_bytes(c))
         });
@@ -744,47 +671,45 @@ impl TarParser {
         };
         let joined = parts.join(&b'/');
 
-        let (mut node, open) = match entry_type {
-            tar::EntryType::Link => {
-                let target = meta.link_target.clone().unwrap_or_default();
-                let target_parts = archive_components(&target)?;
-                let target_key = target_parts.join(&b'/');
-                let Some(&target_inode) = self.regular_files.get(&target_key) else {
-                    return Err(hostile(
-                        &raw_path,
-                        &format!(
-                            "hard link to {:?}, which is not a file earlier in the volume",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    ));
-                };
-                let payload = (self.refetch)(&target_key).map_err(|e| {
-                    format!(
-                        "reading {:?} again for its hard link {:?}: {e}",
-                        String::from_utf8_lossy(&target_key),
-                        String::from_utf8_lossy(&joined)
-                    )
-                })?;
-                meta.size = payload_len(&payload).map_err(|e| {
-                    format!("measuring {:?}: {e}", String::from_utf8_lossy(&target_key))
-                })?;
-                let mut node = node_from_tar(&name, Kind::File, &meta);
-                node.meta.inode = target_inode;
-                (node, Some(payload))
-            }
-            _ if kind == Kind::File => {
-                let payload = self.take_content(&mut entry, meta.size).map_err(|e| {
-                    format!(
-                        "reading {:?} from the archive stream: {e}",
-                        String::from_utf8_lossy(&joined)
-                    )
-                })?;
-                self.regular_files.insert(joined, inode);
-                let mut node = node_from_tar(&name, Kind::File, &meta);
-                node.meta.inode = inode;
-                (node, Some(payload))
-            }
-            _ => (node_from_tar(&name, kind, &meta), None),
+        let (mut node, open) = if hard_link {
+            let target = meta.link_target.clone().unwrap_or_default();
+            let target_parts = archive_components(&target)?;
+            let target_key = target_parts.join(&b'/');
+            let Some(&target_inode) = self.regular_files.get(&target_key) else {
+                return Err(hostile(
+                    &raw_path,
+                    &format!(
+                        "hard link to {:?}, which is not a file earlier in the volume",
+                        String::from_utf8_lossy(&target)
+                    ),
+                ));
+            };
+            let payload = (self.refetch)(&target_key).map_err(|e| {
+                format!(
+                    "reading {:?} again for its hard link {:?}: {e}",
+                    String::from_utf8_lossy(&target_key),
+                    String::from_utf8_lossy(&joined)
+                )
+            })?;
+            meta.size = payload_len(&payload).map_err(|e| {
+                format!("measuring {:?}: {e}", String::from_utf8_lossy(&target_key))
+            })?;
+            let mut node = node_from_tar(&name, Kind::File, &meta);
+            node.meta.inode = target_inode;
+            (node, Some(payload))
+        } else if kind == Kind::File {
+            let payload = self.take_content(content, meta.size).map_err(|e| {
+                format!(
+                    "reading {:?} from the archive stream: {e}",
+                    String::from_utf8_lossy(&joined)
+                )
+            })?;
+            self.regular_files.insert(joined, inode);
+            let mut node = node_from_tar(&name, Kind::File, &meta);
+            node.meta.inode = inode;
+            (node, Some(payload))
+        } else {
+            (node_from_tar(&name, kind, &meta), None)
         };
         if kind == Kind::File {
             // The archive does not say which files will be linked later on,
@@ -798,7 +723,7 @@ impl TarParser {
         let open = open.map(|inner| {
             CheckedOpen::new(inner, path.clone(), self.log.clone(), self.progress.clone())
         });
-        Ok(Some(ReadSourceEntry { path, node, open }))
+        Ok(ReadSourceEntry { path, node, open })
     }
 
     fn take_content(&self, entry: &mut impl Read, size: u64) -> std::io::Result<Payload> {

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lifeboat_core::ErrorClass;
+use output::errln;
 
 /// Exit codes, documented in `--help`.
 pub(crate) mod exit {
@@ -35,14 +36,18 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("lifeboat: cannot start: {e}");
+            errln!("lifeboat: cannot start: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
     match runtime.block_on(cli.run()) {
+        Ok(_) if output::output_lost() => {
+            errln!("lifeboat: the output could not be written whole");
+            ExitCode::from(exit::FAILURE)
+        }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("lifeboat: {e:#}");
+            errln!("lifeboat: {e:#}");
             ExitCode::from(exit_code_of(&e))
         }
     }

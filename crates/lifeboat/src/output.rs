@@ -1,29 +1,129 @@
 //! Everything the binary shows: tables, sizes, progress bars, logging and
 //! the notice about a generated password.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_core::progress::TransferProgress;
 
-/// Sets up logging to stderr; quiet unless asked.
-pub(crate) fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "error",
-        1 => "warn",
-        2 => "info",
-        _ => "debug",
+/// Prints a line on standard output. A reader that went away (`lifeboat
+/// backup | head -1`) ends the output, not the work: lifeboat goes on
+/// and exits with the work's own code.
+macro_rules! outln {
+    () => { $crate::output::write_line(false, format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_line(false, format_args!($($arg)*)) };
+}
+
+/// Prints a line on standard error, the same way.
+macro_rules! errln {
+    () => { $crate::output::write_line(true, format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_line(true, format_args!($($arg)*)) };
+}
+
+pub(crate) use {errln, outln};
+
+/// Set when standard output could not be written for another reason than
+/// a reader that went away (a full disk under a redirection): what a
+/// script reads is incomplete, and the exit code must say so.
+static OUTPUT_LOST: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn write_line(to_stderr: bool, line: std::fmt::Arguments<'_>) {
+    let written = if to_stderr {
+        writeln!(std::io::stderr().lock(), "{line}")
+    } else {
+        writeln!(std::io::stdout().lock(), "{line}")
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    if let Err(e) = written
+        && !to_stderr
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        OUTPUT_LOST.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether some of standard output was lost (see [`OUTPUT_LOST`]).
+pub(crate) fn output_lost() -> bool {
+    OUTPUT_LOST.load(Ordering::Relaxed)
+        || std::io::stdout()
+            .lock()
+            .flush()
+            .is_err_and(|e| e.kind() != std::io::ErrorKind::BrokenPipe)
+}
+
+/// Sets up logging to stderr: lifeboat's own warnings, and more with
+/// `-v`s; other crates only their errors, their warnings from `-vv`.
+pub(crate) fn init_logging(verbose: u8) {
+    use tracing_subscriber::prelude::*;
+    let (own, others) = match verbose {
+        0 | 1 => ("warn", "error"),
+        2 => ("info", "warn"),
+        _ => ("debug", "info"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{others},lifeboat={own},lifeboat_core={own}"))
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .event_format(Guarded {
+            timed: (verbose >= 2).then(|| tracing_subscriber::fmt::format().with_target(false)),
+            plain: tracing_subscriber::fmt::format()
+                .with_target(false)
+                .without_time(),
+        });
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
         .init();
+}
+
+/// Whether a line may be printed at all, at any verbosity and whatever
+/// `LIFEBOAT_LOG` says: other crates' debugging lines show what they
+/// handle, and the engine client's show whole container inspections,
+/// environment (database passwords) included. Only lifeboat's own lines
+/// go below `info`; none of them prints an environment or a credential.
+fn may_print(target: &str, level: tracing::Level) -> bool {
+    let own = target == "lifeboat"
+        || target.starts_with("lifeboat::")
+        || target == "lifeboat_core"
+        || target.starts_with("lifeboat_core::");
+    own || level <= tracing::Level::INFO
+}
+
+/// A line format that leaves out what [`may_print`] refuses, judged by
+/// the line's real origin (lines of crates that log through `log` arrive
+/// under the target `log`). Lines carry the time only when debugging.
+struct Guarded {
+    timed: Option<tracing_subscriber::fmt::format::Format>,
+    plain: tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Guarded
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_log::NormalizeEvent;
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        if !may_print(meta.target(), *meta.level()) {
+            return Ok(());
+        }
+        match &self.timed {
+            Some(timed) => timed.format_event(ctx, writer, event),
+            None => self.plain.format_event(ctx, writer, event),
+        }
+    }
 }
 
 /// Bytes in binary units: `1.5 GiB`.
@@ -81,7 +181,7 @@ impl Table {
                     out.push_str(&format!("{cell:<w$}  "));
                 }
             }
-            println!("{}", out.trim_end());
+            outln!("{}", out.trim_end());
         };
         line(&self.header);
         for row in &rows {
@@ -172,12 +272,12 @@ impl ProgressDisplay {
 /// without it nothing can be restored.
 pub(crate) fn loud_password_notice(file: &Path) {
     let rule = "!".repeat(72);
-    eprintln!("{rule}");
-    eprintln!("!! lifeboat generated the repository password and stored it in:");
-    eprintln!("!!     {}", file.display());
-    eprintln!("!! WITHOUT THIS PASSWORD NOTHING IN THE REPOSITORY CAN BE RESTORED.");
-    eprintln!("!! Copy it somewhere safe, away from this host, now.");
-    eprintln!("{rule}");
+    errln!("{rule}");
+    errln!("!! lifeboat generated the repository password and stored it in:");
+    errln!("!!     {}", file.display());
+    errln!("!! WITHOUT THIS PASSWORD NOTHING IN THE REPOSITORY CAN BE RESTORED.");
+    errln!("!! Copy it somewhere safe, away from this host, now.");
+    errln!("{rule}");
 }
 
 #[cfg(test)]
@@ -190,6 +290,23 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn only_lifeboat_prints_below_info() {
+        use tracing::Level;
+        for target in ["lifeboat", "lifeboat::cli", "lifeboat_core::engine"] {
+            assert!(may_print(target, Level::TRACE), "{target}");
+        }
+        for target in [
+            "bollard::docker",
+            "hyper_util::client",
+            "rustic_core",
+            "lifeboatish",
+        ] {
+            assert!(!may_print(target, Level::DEBUG), "{target}");
+            assert!(may_print(target, Level::INFO), "{target}");
+        }
     }
 
     #[test]

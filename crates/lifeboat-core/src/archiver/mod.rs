@@ -295,8 +295,8 @@ fn find_parent(
             }
         };
     }
-    let snapshots = match repo.get_all_snapshots() {
-        Ok(s) => s,
+    let snapshots = match crate::repo::readable_snapshots(repo) {
+        Ok((snapshots, _)) => snapshots,
         Err(e) => {
             tracing::warn!("listing snapshots for a parent: {}", e.display_log());
             return None;
@@ -1025,30 +1025,44 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
     }
 
     /// Puts a node in its slot; a closed directory with every node in is
-    /// finished.
+    /// finished, and its own node put in its parent's slot, and so on up.
+    /// A loop, not a recursion: a file finished last at the bottom of a
+    /// directory chain thousands deep finishes them all, and the stack of
+    /// the thread it runs on is small.
     fn fill(&mut self, index: usize, slot: usize, node: Option<Node>) -> Result<()> {
-        let frame = self.frame(index)?;
-        if let Some(place) = frame.nodes.get_mut(slot) {
-            *place = node;
+        let (mut index, mut slot, mut node) = (index, slot, node);
+        loop {
+            let frame = self.frame(index)?;
+            if let Some(place) = frame.nodes.get_mut(slot) {
+                *place = node;
+            }
+            frame.waiting = frame.waiting.saturating_sub(1);
+            if !frame.closed || frame.waiting > 0 {
+                return Ok(());
+            }
+            match self.finish(index)? {
+                Some((parent, parent_slot, dir)) => {
+                    (index, slot, node) = (parent, parent_slot, Some(dir));
+                }
+                None => return Ok(()),
+            }
         }
-        frame.waiting = frame.waiting.saturating_sub(1);
-        if frame.closed && frame.waiting == 0 {
-            self.finish(index)?;
-        }
-        Ok(())
     }
 
     fn close(&mut self, index: usize) -> Result<()> {
         let frame = self.frame(index)?;
         frame.closed = true;
-        if frame.waiting == 0 {
-            self.finish(index)?;
+        if frame.waiting == 0
+            && let Some((parent, slot, dir)) = self.finish(index)?
+        {
+            self.fill(parent, slot, Some(dir))?;
         }
         Ok(())
     }
 
-    /// Stores a finished directory's tree and puts its node in its parent.
-    fn finish(&mut self, index: usize) -> Result<()> {
+    /// Stores a finished directory's tree; returns its node and where it
+    /// goes in its parent (`None` for the root).
+    fn finish(&mut self, index: usize) -> Result<Option<(usize, usize, Node)>> {
         let frame = self
             .frames
             .get_mut(index)
@@ -1081,11 +1095,11 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         match (frame.up, frame.node) {
             (Some((parent, slot)), Some(mut node)) => {
                 node.subtree = Some(id);
-                self.fill(parent, slot, Some(node))
+                Ok(Some((parent, slot, node)))
             }
             _ => {
                 self.root = Some(id);
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -16,7 +16,7 @@ use lifeboat_core::plan::Config;
 use lifeboat_core::repo::{RepoSettings, SnapshotInfo};
 
 use super::Global;
-use crate::output::Table;
+use crate::output::{Table, errln, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
@@ -100,7 +100,7 @@ pub(crate) async fn run(global: &Global, args: AuditArgs) -> anyhow::Result<u8> 
         Format::Sarif => print_sarif(&findings)?,
     }
     for warning in &stack.warnings {
-        eprintln!("lifeboat: warning: {warning}");
+        errln!("lifeboat: warning: {warning}");
     }
     let failed = args
         .fail_on
@@ -135,19 +135,19 @@ fn explain(wanted: &str, json: bool) -> anyhow::Result<u8> {
         ))
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(rule)?);
+        outln!("{}", serde_json::to_string_pretty(rule)?);
     } else {
-        println!("{} {} ({})", rule.id, rule.name, rule.severity);
-        println!("{}", rule.summary);
-        println!();
-        println!("{}", rule.explanation);
+        outln!("{} {} ({})", rule.id, rule.name, rule.severity);
+        outln!("{}", rule.summary);
+        outln!();
+        outln!("{}", rule.explanation);
     }
     Ok(crate::exit::SUCCESS)
 }
 
 fn list_rules(json: bool) -> anyhow::Result<u8> {
     if json {
-        println!("{}", serde_json::to_string_pretty(audit::rules())?);
+        outln!("{}", serde_json::to_string_pretty(audit::rules())?);
         return Ok(crate::exit::SUCCESS);
     }
     let mut table = Table::new(&["RULE", "SEVERITY", "NAME", "FINDS"]);
@@ -275,15 +275,15 @@ fn place(finding: &Finding) -> String {
 
 fn print_table(findings: &[Finding]) {
     if findings.is_empty() {
-        println!("no findings");
+        outln!("no findings");
         return;
     }
     let groups = audit::by_severity(findings);
     for (i, (severity, group)) in groups.iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
-        println!("{} ({})", severity.as_str().to_uppercase(), group.len());
+        outln!("{} ({})", severity.as_str().to_uppercase(), group.len());
         let mut table = Table::new(&["RULE", "WHERE", "FINDING"]);
         for f in group {
             table.row(vec![f.rule.to_string(), place(f), f.message.clone()]);
@@ -299,8 +299,8 @@ fn print_table(findings: &[Finding]) {
         .iter()
         .map(|(severity, group)| format!("{} {severity}", group.len()))
         .collect();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} finding{}: {} (`lifeboat audit --explain RULE` says why and how to fix)",
         findings.len(),
         if findings.len() == 1 { "" } else { "s" },
@@ -322,7 +322,7 @@ fn print_json(stack: &Stack, findings: &[Finding]) -> anyhow::Result<()> {
         },
         "warnings": stack.warnings,
     });
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    outln!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
 
@@ -337,6 +337,6 @@ fn print_sarif(findings: &[Finding]) -> anyhow::Result<()> {
             information_uri: None,
         },
     );
-    println!("{}", serde_json::to_string_pretty(&log)?);
+    outln!("{}", serde_json::to_string_pretty(&log)?);
     Ok(())
 }

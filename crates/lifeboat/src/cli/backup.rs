@@ -12,7 +12,7 @@ use lifeboat_core::plan::{self, Config, PlannedTarget, StrategyFlags};
 use lifeboat_core::progress::TransferProgress;
 
 use super::{Global, Via};
-use crate::output::{ProgressDisplay, Table, human_bytes};
+use crate::output::{ProgressDisplay, Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
@@ -70,12 +70,12 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
         return Ok(crate::exit::SUCCESS);
     };
     if planned.is_empty() {
-        eprintln!("lifeboat: nothing to back up: the engine has no volumes");
+        errln!("lifeboat: nothing to back up: the engine has no volumes");
         return Ok(crate::exit::SUCCESS);
     }
     let repo = super::finish_opening(opening, global.repo_settings()).await?;
     if !repo.is_locked() && !global.json {
-        eprintln!(
+        errln!(
             "lifeboat: note: {} is not on this host's file system and is not locked; do not prune it with restic while lifeboat writes to it",
             repo.location()
         );
@@ -139,7 +139,7 @@ async fn back_up_all(
                 ),
             };
             match (&result.snapshot, &result.error) {
-                (Some(s), None) => eprintln!(
+                (Some(s), None) => errln!(
                     "{} {}: snapshot {} ({} files, {}, {} new, {:.1}s, {how})",
                     kind_word(result.kind),
                     result.name,
@@ -149,7 +149,7 @@ async fn back_up_all(
                     human_bytes(result.bytes_added),
                     result.seconds,
                 ),
-                (_, error) => eprintln!(
+                (_, error) => errln!(
                     "{} {}: FAILED: {}",
                     kind_word(result.kind),
                     result.name,
@@ -157,17 +157,24 @@ async fn back_up_all(
                 ),
             }
             if !result.vanished.is_empty() {
-                eprintln!(
+                errln!(
                     "  {} file(s) disappeared while reading (not in the snapshot), first: {}",
                     result.vanished.len(),
                     result.vanished[0]
                 );
             }
+            if !result.sockets.is_empty() {
+                errln!(
+                    "  {} socket(s) left out (a socket is made by the process that listens on it), first: {}",
+                    result.sockets.len(),
+                    result.sockets[0]
+                );
+            }
             for w in &result.stop_windows {
-                eprintln!("  {} was stopped for {:.2}s", w.container, w.seconds);
+                errln!("  {} was stopped for {:.2}s", w.container, w.seconds);
             }
             for h in &result.hooks {
-                eprintln!(
+                errln!(
                     "  {:?} hook in {}: `{}` {} ({:.1}s){}",
                     h.phase,
                     h.container,
@@ -189,7 +196,7 @@ async fn back_up_all(
 
 fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+        outln!("{}", serde_json::to_string_pretty(&run)?);
     } else {
         let mut table = Table::new(&[
             "KIND", "NAME", "STRATEGY", "RESULT", "FILES", "SIZE", "ADDED", "TIME",
@@ -209,7 +216,7 @@ fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
                 format!("{:.1}s", r.seconds),
             ]);
         }
-        println!();
+        outln!();
         table.print();
     }
     Ok(())
@@ -217,7 +224,7 @@ fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
 
 fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> {
     if global.json {
-        println!("{}", serde_json::to_string_pretty(planned)?);
+        outln!("{}", serde_json::to_string_pretty(planned)?);
         return Ok(());
     }
     let mut table = Table::new(&["KIND", "NAME", "STRATEGY", "WHY"]);

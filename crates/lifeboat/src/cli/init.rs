@@ -5,6 +5,7 @@ use clap::Args;
 use lifeboat_core::repo::{DEFAULT_COMPRESSION, Repo};
 
 use super::Global;
+use crate::output::outln;
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -26,7 +27,7 @@ pub(crate) async fn run(global: &Global, args: InitArgs) -> anyhow::Result<u8> {
             "created": report.created,
             "generated_password_file": report.generated_password_file,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         if let Some(file) = &report.generated_password_file {
             crate::output::loud_password_notice(file);
         }

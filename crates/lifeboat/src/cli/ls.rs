@@ -7,7 +7,7 @@ use lifeboat_core::inventory::{self, InventoryOptions, Size};
 use lifeboat_core::tmpfs::TmpfsSize;
 
 use super::Global;
-use crate::output::{Table, human_bytes};
+use crate::output::{Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
@@ -60,7 +60,7 @@ pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
             "repository_error": repo_note,
             "targets": inventory.targets,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(crate::exit::SUCCESS);
     }
 
@@ -144,14 +144,14 @@ pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
     }
     table.print();
     if let Some(note) = repo_note {
-        eprintln!("lifeboat: last backups unknown: {note}");
+        errln!("lifeboat: last backups unknown: {note}");
     }
     if inventory
         .targets
         .iter()
         .any(|t| matches!(t.size, Size::Pending))
     {
-        eprintln!("lifeboat: some sizes are still being counted; use --wait to wait for them");
+        errln!("lifeboat: some sizes are still being counted; use --wait to wait for them");
     }
     Ok(crate::exit::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod snapshots;
 
 use std::path::PathBuf;
 
+use crate::output::errln;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lifeboat_core::backup::ReaderChoice;
@@ -94,7 +95,8 @@ pub(crate) struct Global {
     #[arg(long, global = true)]
     pub(crate) json: bool,
 
-    /// Log more (-v warnings, -vv progress notes, -vvv debugging).
+    /// Log more (warnings are always shown; -vv progress notes, -vvv
+    /// debugging). No level prints credentials.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 }
@@ -188,12 +190,12 @@ async fn recover_first(global: &Global) {
         Err(e) => Err(e),
     };
     match recovered {
-        Ok(done) if !done.is_empty() => eprintln!(
+        Ok(done) if !done.is_empty() => errln!(
             "lifeboat: finished what a killed lifeboat left undone: {}",
             done.join("; ")
         ),
         Ok(_) => {}
-        Err(e) => eprintln!("lifeboat: could not finish what a killed lifeboat left undone: {e}"),
+        Err(e) => errln!("lifeboat: could not finish what a killed lifeboat left undone: {e}"),
     }
 }
 
@@ -201,11 +203,16 @@ async fn recover_first(global: &Global) {
 /// again, owed hooks run). The caller returns at once with the exit code,
 /// dropping the work it abandons (which releases the repository lock).
 pub(crate) async fn give_up(engine: &Engine, global: &Global, signal: &str) -> u8 {
-    eprintln!("lifeboat: {signal}: undoing what this run changed");
+    errln!("lifeboat: {signal}: undoing what this run changed");
+    // Helper containers of the abandoned work would keep their volumes in
+    // use (`docker volume rm` refuses) until the next lifeboat command.
+    if let Err(e) = engine.remove_own_helpers().await {
+        errln!("lifeboat: {e}");
+    }
     match lifeboat_core::stop::recover(engine, &global.state_dir(), true).await {
-        Ok(done) if !done.is_empty() => eprintln!("lifeboat: {}", done.join("; ")),
+        Ok(done) if !done.is_empty() => errln!("lifeboat: {}", done.join("; ")),
         Ok(_) => {}
-        Err(e) => eprintln!("lifeboat: {e}"),
+        Err(e) => errln!("lifeboat: {e}"),
     }
     crate::exit::INTERRUPTED
 }
@@ -282,7 +289,7 @@ pub(crate) async fn finish_opening(
 
 pub(crate) fn announce(repo: &Repo, report: &OpenReport) {
     if report.created {
-        eprintln!("lifeboat: created repository {}", repo.location());
+        errln!("lifeboat: created repository {}", repo.location());
     }
     if let Some(file) = &report.generated_password_file {
         crate::output::loud_password_notice(file);

@@ -9,7 +9,7 @@ use lifeboat_core::progress::TransferProgress;
 use lifeboat_core::prune::{self, Candidate, PruneOptions};
 
 use super::{Global, Via};
-use crate::output::{ProgressDisplay, Table, human_bytes};
+use crate::output::{ProgressDisplay, Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
@@ -70,7 +70,7 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
     let Some(repo) = repo.filter(|_| args.yes) else {
         if args.yes {
             // No repository: no snapshot, nothing may go.
-            eprintln!(
+            errln!(
                 "lifeboat: no repository at {}: no volume has a backup, none was removed",
                 settings.location
             );
@@ -89,16 +89,18 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
             "candidates": candidates,
             "outcomes": outcomes,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for o in &outcomes {
             match (&o.kept_snapshot, &o.reason) {
-                (Some(kept), _) => println!(
+                (Some(kept), _) => outln!(
                     "removed {}: its data stays in snapshot {} (lifeboat restore --pruned {} brings it back)",
-                    o.name, kept.short_id, o.name
+                    o.name,
+                    kept.short_id,
+                    o.name
                 ),
-                (None, Some(reason)) if o.failed => println!("FAILED {}: {reason}", o.name),
-                (None, reason) => println!(
+                (None, Some(reason)) if o.failed => outln!("FAILED {}: {reason}", o.name),
+                (None, reason) => outln!(
                     "kept {}: {}",
                     o.name,
                     reason.as_deref().unwrap_or("not removable")
@@ -106,7 +108,7 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
             }
         }
         if outcomes.is_empty() {
-            println!("no unused volumes");
+            outln!("no unused volumes");
         }
     }
     Ok(if failed > 0 {
@@ -127,11 +129,11 @@ fn print_candidates(
             "dry_run": dry_run,
             "candidates": candidates,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     if candidates.is_empty() {
-        println!("no unused volumes");
+        outln!("no unused volumes");
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -175,7 +177,7 @@ fn print_candidates(
     }
     table.print();
     if dry_run {
-        println!(
+        outln!(
             "dry run: nothing removed. `lifeboat prune --yes` removes the volumes marked remove{}",
             if options.backup_first {
                 ""

@@ -12,7 +12,7 @@ use lifeboat_core::restore::{
 };
 
 use super::{Global, Via};
-use crate::output::{ProgressDisplay, human_bytes};
+use crate::output::{ProgressDisplay, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
@@ -131,9 +131,9 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         )
     })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!(
+        errln!(
             "restored snapshot {} into {}{} ({} files, {} dirs, {}, {:.1}s, {} writer)",
             report.snapshot.short_id,
             report.target,
@@ -151,6 +151,12 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
                 lifeboat_core::backup::Reader::Engine => "engine-archive",
             }
         );
+        if report.tree.sockets > 0 {
+            errln!(
+                "  {} socket(s) in the snapshot not restored: a socket is made by the process that listens on it",
+                report.tree.sockets
+            );
+        }
     }
     Ok(crate::exit::SUCCESS)
 }
@@ -159,7 +165,7 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
 /// is: an interrupted restore has said it too.
 fn announce_previous() -> OnPrevious {
     OnPrevious::new(|previous| {
-        eprintln!(
+        errln!(
             "lifeboat: what the restore overwrites is saved in snapshot {} (tagged pre-restore): restoring it with --force undoes the restore",
             previous.short_id
         );
@@ -196,11 +202,11 @@ async fn restore_dump_into(
         )
     })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for d in &report.databases {
             if let Some(keys) = d.keys {
-                eprintln!(
+                errln!(
                     "{}: restored, {keys} keys{}",
                     d.name,
                     if d.mismatches.is_empty() {
@@ -210,12 +216,13 @@ async fn restore_dump_into(
                     }
                 );
             } else if d.mismatches.is_empty() {
-                eprintln!(
+                errln!(
                     "database {}: restored, {} table(s) with the row counts recorded at backup",
-                    d.name, d.tables_checked
+                    d.name,
+                    d.tables_checked
                 );
             } else {
-                eprintln!(
+                errln!(
                     "database {}: restored, but {} of {} table(s) differ from the backup: {}",
                     d.name,
                     d.mismatches.len(),
@@ -225,13 +232,17 @@ async fn restore_dump_into(
             }
         }
         match &report.volume {
-            Some(volume) => eprintln!(
+            Some(volume) => errln!(
                 "restored snapshot {} into new volume {volume} through {} ({:.1}s)",
-                report.snapshot.short_id, report.container, report.seconds
+                report.snapshot.short_id,
+                report.container,
+                report.seconds
             ),
-            None => eprintln!(
+            None => errln!(
                 "restored snapshot {} into container {} ({:.1}s)",
-                report.snapshot.short_id, report.container, report.seconds
+                report.snapshot.short_id,
+                report.container,
+                report.seconds
             ),
         }
     }

@@ -4,7 +4,7 @@ use clap::Args;
 use lifeboat_core::spec::TargetSpec;
 
 use super::Global;
-use crate::output::{Table, human_bytes};
+use crate::output::{Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotsArgs {
@@ -37,7 +37,7 @@ pub(crate) async fn run(global: &Global, args: SnapshotsArgs) -> anyhow::Result<
             .iter()
             .map(|(s, spec)| serde_json::json!({ "snapshot": s, "target": spec }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(crate::exit::SUCCESS);
     }
     let mut table = Table::new(&["ID", "TIME", "KIND", "NAME", "FILES", "SIZE", "NOTES"]);
@@ -68,7 +68,7 @@ pub(crate) async fn run(global: &Global, args: SnapshotsArgs) -> anyhow::Result<
     }
     table.print();
     if selected.is_empty() {
-        eprintln!(
+        errln!(
             "lifeboat: no snapshots{}",
             match &wanted {
                 Some(w) => format!(" of {w}"),

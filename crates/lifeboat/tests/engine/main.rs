@@ -13,6 +13,7 @@ mod bad_input;
 mod binds;
 mod databases;
 mod first_use;
+mod hardening;
 mod hooks;
 mod inventory;
 mod locks;

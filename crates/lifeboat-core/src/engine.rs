@@ -234,6 +234,24 @@ impl Engine {
         Ok(info.docker_root_dir.filter(|d| !d.is_empty()))
     }
 
+    /// Whether the engine runs on the host lifeboat runs on, so that the
+    /// paths it reports (a volume's directory, a bind mount's source) name
+    /// this host's files: it says this host's name, and its data directory
+    /// is here. A remote engine whose paths happen to exist here too must
+    /// not have them read, written or emptied in its stead.
+    pub(crate) async fn runs_here(&self) -> bool {
+        let Ok(info) = self.docker.info().await else {
+            return false;
+        };
+        let same_name = info
+            .name
+            .is_some_and(|n| !n.is_empty() && n == crate::host::hostname());
+        let root_here = info
+            .docker_root_dir
+            .is_some_and(|d| !d.is_empty() && std::path::Path::new(&d).is_dir());
+        same_name && root_here
+    }
+
     /// How the engine maps its containers' users to the host's, when it
     /// does: `"user namespace remapping"` (`userns-remap`) or `"rootless
     /// mode"`. Then a container's uid 999 is not the host's uid 999.

@@ -22,6 +22,9 @@ pub enum ErrorClass {
     RepositoryLocked,
     /// The request itself is wrong: unknown volume, non-empty target, ...
     BadRequest,
+    /// Stopped on request (SIGINT, SIGTERM); what the work changed was
+    /// undone.
+    Interrupted,
     /// Anything else.
     Other,
 }
@@ -75,6 +78,9 @@ pub enum Error {
     BadRequest(String),
 
     #[error("{0}")]
+    Interrupted(String),
+
+    #[error("{0}")]
     Other(String),
 }
 
@@ -89,6 +95,7 @@ impl Error {
             | Self::PasswordFileMissing { .. } => ErrorClass::WrongPassword,
             Self::RepositoryLocked { .. } => ErrorClass::RepositoryLocked,
             Self::UnknownTarget(_) | Self::BadRequest(_) => ErrorClass::BadRequest,
+            Self::Interrupted(_) => ErrorClass::Interrupted,
             Self::Engine { .. } | Self::Repository { .. } | Self::Io { .. } | Self::Other(_) => {
                 ErrorClass::Other
             }

@@ -19,7 +19,18 @@ pub(crate) fn is_empty_dir(path: &Path) -> Result<bool> {
 
 /// Removes everything inside `dir`, never following a symbolic link: a
 /// volume's content is written by its containers and may point anywhere.
+/// A file system mounted below `dir` is refused before anything is
+/// removed: its files are not the target's (the engine binds a volume's
+/// directory without what is mounted below it), and emptying would reach
+/// into it.
 pub(crate) fn clear_dir(dir: &Path) -> Result<()> {
+    if let [first, ..] = mounts_below(dir).as_slice() {
+        return Err(Error::BadRequest(format!(
+            "a file system is mounted at {} inside {}: lifeboat does not empty a directory across mounts; unmount it, or restore elsewhere",
+            first.display(),
+            dir.display()
+        )));
+    }
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
@@ -32,6 +43,47 @@ pub(crate) fn clear_dir(dir: &Path) -> Result<()> {
         removed.map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
+}
+
+/// The mount points strictly below `dir`, from this process's mount table.
+pub(crate) fn mounts_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|m| m != &dir && m.starts_with(&dir))
+        .collect()
+}
+
+/// A path of the mount table, whose spaces, tabs, newlines and
+/// backslashes are written as octal escapes (`\040`).
+fn unescape_mount_path(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], escaped) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
 }
 
 /// Gives `dir` the metadata of the snapshot's root node.
@@ -64,4 +116,33 @@ pub(crate) fn apply_root_metadata(dir: &Path, node: &Node) -> Result<()> {
             .map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(
+            unescape_mount_path("/srv/my\\040data\\134x"),
+            Path::new("/srv/my data\\x")
+        );
+        assert_eq!(unescape_mount_path("/plain"), Path::new("/plain"));
+    }
+
+    #[test]
+    fn mounts_below_a_directory_are_found() {
+        // The root holds /proc, whatever else is mounted.
+        assert!(
+            mounts_below(Path::new("/"))
+                .iter()
+                .any(|m| m == Path::new("/proc"))
+        );
+        assert!(
+            mounts_below(Path::new("/proc"))
+                .iter()
+                .all(|m| m != Path::new("/proc"))
+        );
+    }
 }

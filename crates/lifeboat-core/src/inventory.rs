@@ -223,6 +223,13 @@ pub(crate) fn is_host_system_path(path: &Path) -> bool {
 pub async fn discover(engine: &Engine, options: InventoryOptions) -> Result<Inventory> {
     let (volumes, containers) = tokio::try_join!(engine.volumes(), engine.containers())?;
     let mut targets = assemble(&volumes, &containers);
+    if !engine.runs_here().await {
+        // Its paths are another host's: whatever is here under the same
+        // names is not its data.
+        for t in &mut targets {
+            t.host_path = None;
+        }
+    }
     if options.sizes {
         measure_sizes(&mut targets, options.size_deadline).await;
     } else {

@@ -43,6 +43,7 @@ mod tarball;
 mod verify;
 
 pub use error::{Error, ErrorClass, Result};
+pub use host::raise_open_file_limit;
 
 use base64::Engine as _;
 

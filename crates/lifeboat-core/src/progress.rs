@@ -20,6 +20,10 @@ pub struct TransferProgress {
     /// Whether someone shows the total: then the source is sized first,
     /// alongside the backup (a second walk of it).
     pub wants_total: AtomicBool,
+    /// Set by the caller to stop a restore (on SIGINT, say): its writer
+    /// stops at the next file or piece and fails, and the restore undoes
+    /// what it wrote.
+    stop: AtomicBool,
 }
 
 /// A consistent-enough copy of the counters, for display.
@@ -42,6 +46,21 @@ impl TransferProgress {
                 .max(self.bytes_read.load(Ordering::Relaxed)),
             files_done: self.files_done.load(Ordering::Relaxed),
         }
+    }
+
+    /// Asks the transfer to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the transfer was asked to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// An error for work stopped on request, for the writers' `io` paths.
+    pub(crate) fn stopped_error() -> std::io::Error {
+        std::io::Error::other("stopped on request")
     }
 
     /// Starts over, for the next volume.

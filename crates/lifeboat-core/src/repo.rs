@@ -39,7 +39,7 @@ pub struct RepoSettings {
 }
 
 /// Where the repository password comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum PasswordSource {
     /// Given directly (`LIFEBOAT_PASSWORD`).
     Value(String),
@@ -48,6 +48,17 @@ pub enum PasswordSource {
     /// Read from the default file, generated when the default repository is
     /// created.
     DefaultFile(PathBuf),
+}
+
+impl std::fmt::Debug for PasswordSource {
+    /// Never the password itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(..)"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::DefaultFile(p) => f.debug_tuple("DefaultFile").field(p).finish(),
+        }
+    }
 }
 
 /// What opening the repository did, beyond opening it.
@@ -190,6 +201,12 @@ impl RepoSettings {
         }
     }
 
+    /// The location as it may be shown: a backend URL's credentials
+    /// (`rest:https://user:secret@host/`) are left out.
+    pub fn shown_location(&self) -> String {
+        redact_url(&self.location)
+    }
+
     /// The local directory of the repository, when it is a local one.
     pub fn local_path(&self) -> Option<PathBuf> {
         if let Some(p) = self.location.strip_prefix("local:") {
@@ -251,14 +268,31 @@ impl RepoSettings {
     fn repo_error(&self, e: &RusticError) -> Error {
         if e.is_incorrect_password() {
             return Error::WrongPassword {
-                location: self.location.clone(),
+                location: self.shown_location(),
             };
         }
         Error::Repository {
-            location: self.location.clone(),
+            location: self.shown_location(),
             message: one_line(e),
         }
     }
+}
+
+/// `location` without the password (or token) of a URL's user part.
+fn redact_url(location: &str) -> String {
+    let Some(scheme_end) = location.find("://").map(|i| i + 3) else {
+        return location.to_string();
+    };
+    let rest = &location[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return location.to_string();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{user}{}", &location[..scheme_end], &rest[at..])
 }
 
 /// A repository password, and how an earlier lifeboat read the same file.
@@ -288,6 +322,8 @@ fn read_password_file(path: &Path) -> Result<Option<Password>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
+    // As restic's: without a byte-order mark, and without white space.
+    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
     let value = content.trim().to_string();
     if value.is_empty() {
         return Err(Error::BadRequest(format!(
@@ -376,7 +412,7 @@ fn close_to_others(repo_dir: &Path) {
     if meta.mode() & 0o007 == 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
         return;
     }
-    let mode = meta.mode() & 0o770;
+    let mode = meta.mode() & 0o7770;
     match std::fs::set_permissions(repo_dir, std::fs::Permissions::from_mode(mode)) {
         Ok(()) => tracing::warn!(
             "{} was open to every user of this host; it is now {mode:o}, as restic makes repositories",
@@ -414,7 +450,7 @@ pub struct Repo {
 impl std::fmt::Debug for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repo")
-            .field("location", &self.settings.location)
+            .field("location", &self.settings.shown_location())
             .finish_non_exhaustive()
     }
 }
@@ -424,33 +460,37 @@ impl Repo {
     pub fn open(settings: &RepoSettings) -> Result<Self> {
         if !settings.exists()? {
             return Err(Error::RepositoryMissing {
-                location: settings.location.clone(),
+                location: settings.shown_location(),
             });
         }
         let password = settings.read_password()?.ok_or_else(|| Error::NoPassword {
-            location: settings.location.clone(),
+            location: settings.shown_location(),
             expected: settings.expected_password_file(),
         })?;
-        if let Some(path) = settings.local_path() {
-            close_to_others(&path);
-        }
         let opened = Self::connect(settings, |repo| {
             repo.open(&Credentials::password(password.value.clone()))
         });
-        let (Err(Error::WrongPassword { .. }), Some(earlier)) = (&opened, &password.earlier) else {
-            return opened;
+        let repo = match (opened, &password.earlier) {
+            (Err(Error::WrongPassword { .. }), Some(earlier)) => {
+                let repo = Self::connect(settings, |repo| {
+                    repo.open(&Credentials::password(earlier.clone()))
+                })
+                .map_err(|_| Error::WrongPassword {
+                    location: settings.shown_location(),
+                })?;
+                tracing::warn!(
+                    "the repository at {} opened with the first line of {} as it is, white space included; restic trims that white space and cannot open the repository with this file: put the password alone in the file, or add a key restic can use",
+                    settings.shown_location(),
+                    settings.expected_password_file().display()
+                );
+                repo
+            }
+            (opened, _) => opened?,
         };
-        let repo = Self::connect(settings, |repo| {
-            repo.open(&Credentials::password(earlier.clone()))
-        })
-        .map_err(|_| Error::WrongPassword {
-            location: settings.location.clone(),
-        })?;
-        tracing::warn!(
-            "the repository at {} opened with the first line of {} as it is, white space included; restic trims that white space and cannot open the repository with this file: put the password alone in the file, or add a key restic can use",
-            settings.location,
-            settings.expected_password_file().display()
-        );
+        // Once the password has opened it: only its owners may change it.
+        if let Some(path) = settings.local_path() {
+            close_to_others(&path);
+        }
         Ok(repo)
     }
 
@@ -473,7 +513,7 @@ impl Repo {
         if settings.exists()? {
             return Err(Error::BadRequest(format!(
                 "a repository already exists at {}",
-                settings.location
+                settings.shown_location()
             )));
         }
         let mut report = OpenReport {
@@ -494,7 +534,7 @@ impl Repo {
             None => {
                 let PasswordSource::DefaultFile(path) = &settings.password else {
                     return Err(Error::NoPassword {
-                        location: settings.location.clone(),
+                        location: settings.shown_location(),
                         expected: settings.expected_password_file(),
                     });
                 };
@@ -547,7 +587,7 @@ impl Repo {
         let key = open.key();
         let lock = match settings.local_path() {
             Some(dir) => {
-                let lock = crate::lock::lock_shared(&dir, &key, &settings.location)?;
+                let lock = crate::lock::lock_shared(&dir, &key, &settings.shown_location())?;
                 if lock.is_some() {
                     let removed = crate::local_packs::remove_abandoned(&dir);
                     if removed > 0 {
@@ -557,7 +597,10 @@ impl Repo {
                 lock.map(Arc::new)
             }
             None => {
-                tracing::info!("{}: only local repositories are locked", settings.location);
+                tracing::info!(
+                    "{}: only local repositories are locked",
+                    settings.shown_location()
+                );
                 None
             }
         };
@@ -619,9 +662,10 @@ impl Repo {
         Ok(())
     }
 
-    /// Where the repository is.
-    pub fn location(&self) -> &str {
-        &self.settings.location
+    /// Where the repository is, as it may be shown (see
+    /// [`RepoSettings::shown_location`]).
+    pub fn location(&self) -> String {
+        self.settings.shown_location()
     }
 
     /// The settings it was opened with.
@@ -745,7 +789,7 @@ impl Repo {
         match &self._lock {
             Some(lock) if !lock.is_held() => Err(format!(
                 "the lock on {} could not be refreshed for too long: another program may have pruned data this backup relies on; not publishing the snapshot",
-                self.settings.location
+                self.settings.shown_location()
             )),
             _ => Ok(()),
         }
@@ -906,7 +950,7 @@ impl RepoReader {
             let path_ok = path.components().all(|c| matches!(c, Component::Normal(_)));
             if !name_ok || !path_ok {
                 return Err(Error::Repository {
-                    location: self.settings.location.clone(),
+                    location: self.settings.shown_location(),
                     message: format!(
                         "refusing to restore: the snapshot holds an entry named {:?} under {:?}, which would escape the target",
                         node.name,
@@ -916,7 +960,7 @@ impl RepoReader {
             }
             if previous.as_ref() == Some(&path) {
                 return Err(Error::Repository {
-                    location: self.settings.location.clone(),
+                    location: self.settings.shown_location(),
                     message: format!(
                         "refusing to restore: {} appears twice in the snapshot",
                         path.display()
@@ -969,7 +1013,7 @@ impl RepoReader {
             .map_err(|e| self.error(&e))?;
         crate::archiver::index::open_blob(&self.cipher, &stored, location.uncompressed_length)
             .map_err(|why| Error::Repository {
-                location: self.settings.location.clone(),
+                location: self.settings.shown_location(),
                 message: format!("reading blob {id} of pack {}: {why}", entry.pack),
             })
     }
@@ -1638,6 +1682,29 @@ mod tests {
             }));
             entries.into_iter()
         }
+    }
+
+    #[test]
+    fn credentials_in_a_location_are_not_shown() {
+        assert_eq!(
+            redact_url("rest:https://user:s3cret@host:8000/repo"),
+            "rest:https://user:***@host:8000/repo"
+        );
+        assert_eq!(
+            redact_url("rest:https://token@host/"),
+            "rest:https://***@host/"
+        );
+        assert_eq!(
+            redact_url("/var/lib/lifeboat/repo"),
+            "/var/lib/lifeboat/repo"
+        );
+        assert_eq!(
+            redact_url("rest:https://host/a@b"),
+            "rest:https://host/a@b",
+            "an @ in the path is not a user"
+        );
+        let settings = RepoSettings::new(None, Some("s3cret".into()), None);
+        assert!(!format!("{settings:?}").contains("s3cret"));
     }
 
     #[test]

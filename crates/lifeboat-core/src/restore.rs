@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
 use crate::plan::Database;
 use crate::progress::TransferProgress;
-use crate::repo::{Repo, SnapshotInfo, TreeSummary};
+use crate::repo::{Repo, SnapshotInfo, SnapshotListing, TreeSummary};
 use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
 
 /// Told where what a forced restore overwrites was saved, as soon as it
@@ -493,21 +493,39 @@ async fn find_snapshot(
         for bad in &listing.unreadable {
             tracing::warn!("skipping snapshot {}: {}", bad.id, bad.reason);
         }
-        resolve_snapshot(&listing.snapshots, &snapshot, target.as_deref()).map_err(
-            |e| match listing
-                .unreadable
-                .iter()
-                .find(|b| b.id.starts_with(&snapshot))
-            {
-                Some(bad) if snapshot != "latest" => Error::Repository {
-                    location: repo.location().to_string(),
-                    message: format!("snapshot {} cannot be read: {}", bad.id, bad.reason),
-                },
-                _ => e,
-            },
-        )
+        resolve_listed(&listing, &snapshot, target.as_deref(), &repo.location())
     })
     .await
+}
+
+/// [`resolve_snapshot`] among a listing that may hold unreadable
+/// snapshots: a prefix that one of them shares may mean that one, and is
+/// refused as ambiguous; one that names only it says it cannot be read.
+fn resolve_listed(
+    listing: &SnapshotListing,
+    snapshot: &str,
+    target: Option<&str>,
+    location: &str,
+) -> Result<(SnapshotInfo, TargetSpec)> {
+    let damaged = listing
+        .unreadable
+        .iter()
+        .find(|b| snapshot != "latest" && b.id.starts_with(snapshot));
+    if let Some(bad) = damaged
+        && listing.snapshots.iter().any(|s| s.id.starts_with(snapshot))
+    {
+        return Err(Error::BadRequest(format!(
+            "{snapshot} matches several snapshots, among them {}, which cannot be read: give more of the id",
+            bad.id
+        )));
+    }
+    resolve_snapshot(&listing.snapshots, snapshot, target).map_err(|e| match damaged {
+        Some(bad) => Error::Repository {
+            location: location.to_string(),
+            message: format!("snapshot {} cannot be read: {}", bad.id, bad.reason),
+        },
+        None => e,
+    })
 }
 
 /// Finds the snapshot a request names. `latest` needs the target and is
@@ -708,6 +726,16 @@ pub async fn restore(
     }
 }
 
+/// The error of a restore that failed, or was stopped, and what was done
+/// about the target.
+fn failed(e: Error, undone: String, stopped: bool) -> Error {
+    if stopped {
+        Error::Interrupted(format!("the restore was stopped; {undone}"))
+    } else {
+        Error::Other(format!("{e}; {undone}"))
+    }
+}
+
 /// A restore into one prepared target.
 struct TargetRestore<'a> {
     engine: &'a Engine,
@@ -732,6 +760,7 @@ impl TargetRestore<'_> {
     ) -> Result<(Reader, Option<SnapshotInfo>)> {
         let name = self.name;
         refuse_tmpfs(self.destination)?;
+        self.refuse_shared_storage().await?;
         let writer = choose_writer(self.destination, request.writer)?;
         if let Destination::Volume {
             host_dir: Some(dir),
@@ -746,15 +775,24 @@ impl TargetRestore<'_> {
             refuse_protected_path(self.engine, dir).await?;
             refuse_if_running(self.engine, TargetKind::Bind, &dir.display().to_string()).await?;
         }
-        if is_empty(self.engine, self.destination, writer).await? {
-            let written = self.write(snapshot, spec, writer, progress).await;
+        let stopped = || progress.stop_requested();
+        let empty = is_empty(self.engine, self.destination, writer).await?;
+        if !empty && matches!(self.destination, Destination::Volume { created: true, .. }) {
+            // Made a moment ago with the snapshot's driver options, and
+            // already holding files: those options point at storage that
+            // is someone else's.
+            return Err(Error::BadRequest(format!(
+                "volume {name}, made with the snapshot's driver options, holds files already: its storage is another volume's or directory's; restore into a volume without those options"
+            )));
+        }
+        if empty {
+            let written = self.write(snapshot, spec, writer, progress.clone()).await;
             if let Err(e) = written {
-                return Err(match self.clear(writer).await {
-                    Ok(()) => e,
-                    Err(undo) => {
-                        Error::Other(format!("{e}; emptying {name} again failed too: {undo}"))
-                    }
-                });
+                let undone = match self.clear(writer).await {
+                    Ok(()) => format!("{name} is empty again"),
+                    Err(undo) => format!("emptying {name} again failed too: {undo}"),
+                };
+                return Err(failed(e, undone, stopped()));
             }
             return Ok((writer, None));
         }
@@ -773,12 +811,22 @@ impl TargetRestore<'_> {
         let previous = snapshot_current(self.engine, self.repo, kind, name).await?;
         request.on_previous.tell(&previous);
         let id = &previous.short_id;
-        if let Err(e) = self.clear(writer).await {
-            return Err(Error::Other(format!(
-                "{e}; nothing was written into {name}, and what it held is in snapshot {id} too"
+        if stopped() {
+            return Err(Error::Interrupted(format!(
+                "the restore was stopped before anything was written into {name}"
             )));
         }
-        let Err(e) = self.write(snapshot, spec, writer, progress).await else {
+        let written = match self.clear(writer).await {
+            Ok(()) => self.write(snapshot, spec, writer, progress.clone()).await,
+            Err(e) if self.unchanged_after_failed_clear(writer).await => {
+                return Err(Error::Other(format!(
+                    "{e}; nothing was changed in {name}, and what it holds is in snapshot {id} too"
+                )));
+            }
+            // Emptied part of the way: put back the rest too.
+            Err(e) => Err(e),
+        };
+        let Err(e) = written else {
             return Ok((writer, Some(previous)));
         };
         // Put back what was there: the target must not stay half written.
@@ -790,17 +838,70 @@ impl TargetRestore<'_> {
             self.write(&previous, &previous_spec, writer, progress)
                 .await
         };
-        Err(Error::Other(match put_back.await {
-            Ok(()) => format!("{e}; {name} holds again what it held before (snapshot {id})"),
+        let undone = match put_back.await {
+            Ok(()) => format!("{name} holds again what it held before (snapshot {id})"),
             Err(undo) => format!(
-                "{e}; putting back what {name} held failed too ({undo}); it is in snapshot {id}: `lifeboat restore {id} --volume {name} --force` puts it back"
+                "putting back what {name} held failed too ({undo}); it is in snapshot {id}: `lifeboat restore {id} --volume {name} --force` puts it back"
             ),
-        }))
+        };
+        Err(failed(e, undone, stopped()))
     }
 
     /// Empties the target (see [`clear`]).
     async fn clear(&self, writer: Reader) -> Result<()> {
         clear(self.engine, self.destination, writer).await
+    }
+
+    /// Whether emptying the target failed before it changed anything:
+    /// through the engine, the volume could not be removed (a container
+    /// references it); on the host, a mount below the target was found
+    /// before anything was removed.
+    async fn unchanged_after_failed_clear(&self, writer: Reader) -> bool {
+        match (writer, self.destination) {
+            (Reader::Engine, Destination::Volume { volume, .. }) => {
+                matches!(self.engine.volume(&volume.name).await,
+                    Ok(Some(now)) if now.created_at == volume.created_at)
+            }
+            (Reader::Host, _) => host_dir(self.destination)
+                .is_ok_and(|dir| !crate::fsmeta::mounts_below(&dir).is_empty()),
+            _ => false,
+        }
+    }
+
+    /// Refuses a volume this restore made with the snapshot's driver
+    /// options when they bind it to a directory another volume is bound to
+    /// already: restoring into the "new" volume would write, or with
+    /// --force empty, the other volume's files.
+    async fn refuse_shared_storage(&self) -> Result<()> {
+        let Destination::Volume {
+            volume,
+            created: true,
+            ..
+        } = self.destination
+        else {
+            return Ok(());
+        };
+        let Some(dir) = bound_directory(volume) else {
+            return Ok(());
+        };
+        let sharing: Vec<String> = self
+            .engine
+            .volumes()
+            .await?
+            .iter()
+            .filter(|v| v.name != volume.name && bound_directory(v).as_ref() == Some(&dir))
+            .map(|v| v.name.clone())
+            .collect();
+        if sharing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::BadRequest(format!(
+            "volume {} would be bound to {}, as the snapshot's driver options say, which is volume {}'s directory: restore into {} itself, or into a volume without those options",
+            volume.name,
+            dir.display(),
+            sharing.join(", "),
+            sharing[0]
+        )))
     }
 
     async fn write(
@@ -862,10 +963,21 @@ async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &str) -> Res
         TargetKind::Bind => MountKind::Bind,
     };
     // A directory is in use when any running container's mount, of any
-    // kind, is it, holds it or lies inside it.
-    let overlaps = |source: &str| {
-        let (a, b) = (Path::new(source), Path::new(name));
-        a.starts_with(b) || b.starts_with(a)
+    // kind, is it, holds it or lies inside it; a volume's mount is where
+    // the engine mounts it, and, for a volume bound to a directory, that
+    // directory.
+    let overlaps = |source: &Path| {
+        let target = Path::new(name);
+        source.starts_with(target) || target.starts_with(source)
+    };
+    let bound: std::collections::HashMap<String, PathBuf> = match kind {
+        TargetKind::Bind => engine
+            .volumes()
+            .await?
+            .iter()
+            .filter_map(|v| Some((v.name.clone(), bound_directory(v)?)))
+            .collect(),
+        TargetKind::Volume => Default::default(),
     };
     let running: Vec<String> = engine
         .containers()
@@ -875,7 +987,13 @@ async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &str) -> Res
             c.running
                 && c.mounts.iter().any(|m| match kind {
                     TargetKind::Volume => m.kind == mount_kind && m.name.as_deref() == Some(name),
-                    TargetKind::Bind => m.source.as_deref().is_some_and(overlaps),
+                    TargetKind::Bind => {
+                        m.source.as_deref().is_some_and(|s| overlaps(Path::new(s)))
+                            || m.name
+                                .as_ref()
+                                .and_then(|n| bound.get(n))
+                                .is_some_and(|d| overlaps(d))
+                    }
                 })
         })
         .map(|c| c.name)
@@ -900,9 +1018,10 @@ async fn prepare(
 ) -> Result<Destination> {
     match kind {
         TargetKind::Volume => {
+            let here = engine.runs_here().await;
             if let Some(volume) = engine.volume(name).await? {
                 return Ok(Destination::Volume {
-                    host_dir: volume_host_dir(&volume),
+                    host_dir: volume_host_dir(&volume, here),
                     volume,
                     created: false,
                 });
@@ -912,7 +1031,7 @@ async fn prepare(
                 .create_volume(name, driver, &spec.driver_options, &spec.labels)
                 .await?;
             Ok(Destination::Volume {
-                host_dir: volume_host_dir(&volume),
+                host_dir: volume_host_dir(&volume, here),
                 volume,
                 created: true,
             })
@@ -935,23 +1054,28 @@ async fn prepare(
 /// `local` volume is bound to (`type=none,o=bind,device=DIR`), whose files
 /// stay when the volume is removed, so that only there can they be
 /// emptied. Other driver options (NFS, CIFS, a block device) are mounted
-/// only while a container uses them: `None`, the engine writes those.
-fn volume_host_dir(volume: &EngineVolume) -> Option<PathBuf> {
-    if volume.driver != "local" {
+/// only while a container uses them: `None`, the engine writes those, as
+/// it does every volume of an engine that does not run `here`.
+fn volume_host_dir(volume: &EngineVolume, here: bool) -> Option<PathBuf> {
+    if volume.driver != "local" || !here {
         return None;
     }
     let mountpoint = Path::new(&volume.mountpoint);
     if volume.options.is_empty() {
         return mountpoint.is_dir().then(|| mountpoint.to_path_buf());
     }
+    bound_directory(volume)
+}
+
+/// The directory a `local` volume is bound to (`type=none,o=bind,
+/// device=DIR`), resolved, when it exists here.
+fn bound_directory(volume: &EngineVolume) -> Option<PathBuf> {
     let option = |key: &str| volume.options.get(key).map(String::as_str);
-    let bound = option("type") == Some("none")
+    let bound = volume.driver == "local"
+        && option("type") == Some("none")
         && option("o").is_some_and(|o| o.split(',').any(|o| o == "bind" || o == "rbind"));
     let device = Path::new(option("device")?);
-    // The engine's own directory of the volume is here too: the engine
-    // runs on this host, and the device path names a directory of it.
-    let engine_is_here = mountpoint.parent().is_some_and(Path::is_dir);
-    if !bound || !device.is_absolute() || !engine_is_here {
+    if !bound || !device.is_absolute() {
         return None;
     }
     std::fs::canonicalize(device).ok().filter(|d| d.is_dir())
@@ -1153,6 +1277,9 @@ async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Re
             "a non-empty directory can only be overwritten through a host path".to_string(),
         ));
     };
+    // Removed, a volume whose name the engine would not take again (a
+    // plugin's) could not be made again.
+    crate::engine::check_volume_name(&volume.name)?;
     engine.remove_volume(&volume.name).await.map_err(|e| {
         Error::Other(format!(
             "{} cannot be emptied through the engine while containers reference it ({e}); restore into a new volume with --to NAME",
@@ -1312,6 +1439,29 @@ mod tests {
         );
         let (s, _) = resolve_snapshot_on(&snaps, "bbbb", Some("db"), "new-host").expect("by id");
         assert_eq!(s.id, "bbbb2222");
+    }
+
+    #[test]
+    fn a_prefix_a_damaged_snapshot_shares_is_ambiguous() {
+        let listing = SnapshotListing {
+            snapshots: vec![snap(
+                "abcd1111",
+                &["lifeboat", "volume=db"],
+                "2026-01-01T00:00:00+00:00[UTC]",
+            )],
+            unreadable: vec![crate::repo::UnreadableSnapshot {
+                id: "abcd2222".into(),
+                reason: "truncated".into(),
+            }],
+        };
+        let err = resolve_listed(&listing, "abcd", None, "r").expect_err("ambiguous");
+        assert!(err.to_string().contains("abcd2222"), "{err}");
+        let err = resolve_listed(&listing, "abcd2", None, "r").expect_err("damaged");
+        assert!(err.to_string().contains("cannot be read"), "{err}");
+        let (s, _) = resolve_listed(&listing, "abcd1", None, "r").expect("readable");
+        assert_eq!(s.id, "abcd1111");
+        let (s, _) = resolve_listed(&listing, "latest", Some("db"), "r").expect("latest");
+        assert_eq!(s.id, "abcd1111");
     }
 
     #[test]

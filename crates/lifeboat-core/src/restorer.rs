@@ -75,12 +75,28 @@ pub(crate) fn restore_tree(
                 }
             });
         }
-        let walked = walk(reader, root, dest, &tx, &mut later, as_root, &failed);
+        // Where the walk stops early: a worker failed (its error is the
+        // one reported), or the caller asked to stop.
+        let halt = || {
+            if failed.load(Ordering::SeqCst) {
+                Some(Ok(()))
+            } else if progress.stop_requested() {
+                Some(Err(Error::Interrupted(
+                    "the restore was stopped".to_string(),
+                )))
+            } else {
+                None
+            }
+        };
+        let walked = walk(reader, root, dest, &tx, &mut later, as_root, &halt);
         drop(tx);
         if let Err(e) = walked {
             fail(e);
         }
     });
+    if progress.stop_requested() {
+        return Err(Error::Interrupted("the restore was stopped".to_string()));
+    }
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
@@ -111,12 +127,12 @@ fn walk(
     files: &mpsc::SyncSender<(PathBuf, File, Node)>,
     later: &mut Later,
     as_root: bool,
-    failed: &AtomicBool,
+    halt: &dyn Fn() -> Option<Result<()>>,
 ) -> Result<()> {
     let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for entry in reader.walk(root)? {
-        if failed.load(Ordering::SeqCst) {
-            return Ok(());
+        if let Some(end) = halt() {
+            return end;
         }
         let entry = entry?;
         let path = dest.join(&entry.path);
@@ -229,6 +245,9 @@ const HOLE: usize = 4096;
 
 impl Write for SparseWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.stop_requested() {
+            return Err(TransferProgress::stopped_error());
+        }
         for block in buf.chunks(HOLE) {
             if block.len() == HOLE && block.iter().all(|b| *b == 0) {
                 self.file.seek(SeekFrom::Current(HOLE as i64))?;

@@ -235,6 +235,9 @@ impl ChannelWriter {
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.stop_requested() {
+            return Err(TransferProgress::stopped_error());
+        }
         self.buffer.extend_from_slice(buf);
         if self.buffer.len() >= SEND_PIECE {
             self.send()?;

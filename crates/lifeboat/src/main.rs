@@ -30,6 +30,7 @@ pub(crate) mod exit {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(cli.global.verbose);
+    lifeboat_core::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,9 +42,13 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli.run()) {
-        Ok(_) if output::output_lost() => {
+        Ok(code) if output::output_lost() => {
             errln!("lifeboat: the output could not be written whole");
-            ExitCode::from(exit::FAILURE)
+            ExitCode::from(if code == exit::SUCCESS {
+                exit::FAILURE
+            } else {
+                code
+            })
         }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -64,6 +69,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(ErrorClass::WrongPassword) => exit::WRONG_PASSWORD,
         Some(ErrorClass::RepositoryLocked) => exit::REPOSITORY_LOCKED,
         Some(ErrorClass::BadRequest) => exit::USAGE,
+        Some(ErrorClass::Interrupted) => exit::INTERRUPTED,
         Some(ErrorClass::Other) | None => exit::FAILURE,
     }
 }

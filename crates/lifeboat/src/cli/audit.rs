@@ -228,7 +228,7 @@ async fn engine_stack(global: &Global) -> anyhow::Result<Stack> {
 /// The repository's snapshots: none at all when there is no repository,
 /// `None` (and why) when it cannot be read.
 async fn snapshots(settings: RepoSettings) -> (Option<Vec<SnapshotInfo>>, Option<String>) {
-    let location = settings.location.clone();
+    let location = settings.shown_location();
     match settings.exists() {
         Ok(false) => {
             return (

@@ -33,7 +33,7 @@ pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
     let settings = global.repo_settings();
     let (inventory, snapshots) = tokio::join!(inventory::discover(&engine, options), async {
         if !settings.exists().unwrap_or(false) {
-            return Err(format!("no repository at {}", settings.location));
+            return Err(format!("no repository at {}", settings.shown_location()));
         }
         let repo = super::open_repo(settings.clone())
             .await
@@ -56,7 +56,7 @@ pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
         let value = serde_json::json!({
             "engine": inventory.engine,
             "api_version": inventory.api_version,
-            "repository": settings.location,
+            "repository": settings.shown_location(),
             "repository_error": repo_note,
             "targets": inventory.targets,
         });

@@ -247,7 +247,7 @@ pub(crate) async fn connect() -> anyhow::Result<Engine> {
 
 /// Opens the repository on a blocking thread.
 pub(crate) async fn open_repo(settings: RepoSettings) -> anyhow::Result<Repo> {
-    let location = settings.location.clone();
+    let location = settings.shown_location();
     tokio::task::spawn_blocking(move || Repo::open(&settings))
         .await
         .context("opening the repository")?

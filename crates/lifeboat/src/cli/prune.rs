@@ -72,7 +72,7 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
             // No repository: no snapshot, nothing may go.
             errln!(
                 "lifeboat: no repository at {}: no volume has a backup, none was removed",
-                settings.location
+                settings.shown_location()
             );
         }
         print_candidates(global, &candidates, &options, !args.yes)?;

@@ -112,7 +112,18 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
     };
     let progress = Arc::new(TransferProgress::default());
     let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
-    let report = restore(&engine, &repo, &request, progress).await;
+    let restoring = restore(&engine, &repo, &request, progress.clone());
+    tokio::pin!(restoring);
+    let report = tokio::select! {
+        report = &mut restoring => report,
+        signal = super::interrupted() => {
+            // The restore stops at its next file and puts the target back
+            // as it was; it must finish that before lifeboat exits.
+            errln!("lifeboat: {signal}: stopping the restore and putting the target back as it was");
+            progress.stop();
+            restoring.await
+        }
+    };
     display.finish();
     let report = report.with_context(|| {
         format!(

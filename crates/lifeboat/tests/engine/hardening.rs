@@ -93,6 +93,101 @@ fn a_forced_restore_into_a_bind_option_volume_is_exactly_the_snapshot_and_its_un
     env.lifeboat(&["restore", &previous, "--volume", &volume, "--force"])
         .ok();
     assert_eq!(listing(&env, &volume, Times::Seconds), changed);
+
+    // "Into a new volume" made with the snapshot's options would be bound
+    // to the same directory: refused, and the volume it made removed.
+    let copy = env.name("copy");
+    for force in [&[][..], &["--force"][..]] {
+        let mut args = vec!["restore", "latest", "--volume", &volume, "--to", &copy];
+        args.extend(force);
+        let run = env.lifeboat(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("directory"), "{}", run.stderr);
+        assert_ne!(docker(&["volume", "inspect", &copy]).code, 0);
+        assert_eq!(listing(&env, &volume, Times::Seconds), changed);
+    }
+}
+
+#[test]
+fn a_forced_restore_does_not_empty_a_file_system_mounted_inside_the_target() {
+    let env = TestEnv::new("hard-mount");
+    env.init();
+    let volume = env.volume("data", &[]);
+    env.busybox(&[format!("{volume}:/v")], "echo x > /v/f").ok();
+    env.lifeboat(&["backup", &volume]).ok();
+    let target = env.dir.path().join("target");
+    let disk = env.tmpfs("target/disk", "size=8m");
+    std::fs::write(disk.join("precious"), b"on another file system").expect("write");
+    std::fs::write(target.join("mine"), b"the target's own").expect("write");
+    let target_arg = target.to_string_lossy().to_string();
+
+    let run = env.lifeboat(&[
+        "restore",
+        "latest",
+        "--volume",
+        &volume,
+        "--to",
+        &target_arg,
+        "--force",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("mounted at"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(
+        disk.join("precious").exists(),
+        "the mounted file system was emptied"
+    );
+    assert!(target.join("mine").exists(), "the target was emptied");
+}
+
+#[test]
+fn a_live_lock_of_the_host_is_kept_by_lifeboat_in_another_pid_namespace() {
+    // A lifeboat in a container that shares the host's name cannot see the
+    // host's processes: it must not take their locks for a dead process's.
+    let env = TestEnv::new("hard-pidns");
+    env.init();
+    let locks = || {
+        std::fs::read_dir(env.repo().join("locks"))
+            .expect("locks")
+            .filter_map(Result::ok)
+            .count()
+    };
+    // `restic key passwd` holds an exclusive lock while it waits for the
+    // new password on its standard input.
+    let mut holder = Command::new("restic")
+        .arg("--repo")
+        .arg(env.repo())
+        .args(["--no-cache", "key", "passwd"])
+        .env("RESTIC_PASSWORD", &env.password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start restic");
+    wait_until("restic holds its lock", Duration::from_secs(30), || {
+        locks() > 0
+    });
+    let run = crate::support::Run::from(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("snapshots")
+            .env("LIFEBOAT_REPO", env.repo())
+            .env("LIFEBOAT_PASSWORD", &env.password)
+            .env("LIFEBOAT_STATE_DIR", env.state_dir())
+            .env("LIFEBOAT_CACHE_DIR", env.cache_dir())
+            .output()
+            .expect("unshare"),
+    );
+    let kept = locks();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(
+        run.code, 7,
+        "the live exclusive lock was not seen: {}",
+        run.stderr
+    );
+    assert_eq!(kept, 1, "the live lock was removed");
 }
 
 #[test]
@@ -256,7 +351,9 @@ fn no_log_level_prints_a_credential() {
     env.busybox(&[format!("{files}:/v")], "echo x > /v/f").ok();
     let restored = env.name("restored");
     let brought_up = env.name("brought-up");
+    let other_repo = env.dir.path().join("other-repo").display().to_string();
     let commands: Vec<Vec<&str>> = vec![
+        vec!["init", "--repo", &other_repo],
         vec!["ls"],
         vec!["audit"],
         vec!["backup", "--plan", &volume, &files],
@@ -558,6 +655,49 @@ fn a_forced_restore_that_fails_puts_back_what_was_there() {
         run.stderr
     );
     assert_eq!(listing(&env, &target_arg, Times::Exact), before);
+}
+
+#[test]
+fn an_interrupted_forced_restore_puts_back_what_was_there() {
+    // Regression: Ctrl-C during a restore killed lifeboat where it stood,
+    // the target half written.
+    let env = TestEnv::new("hard-restore-int");
+    env.init();
+    let big = env.volume("big", &[]);
+    env.busybox(
+        &[format!("{big}:/v")],
+        "dd if=/dev/urandom of=/v/big bs=1M count=400 2>/dev/null",
+    )
+    .ok();
+    env.lifeboat(&["backup", &big]).ok();
+    let target = env.volume("target", &[]);
+    env.busybox(
+        &[format!("{target}:/v")],
+        "echo precious > /v/keep && ln -s keep /v/link",
+    )
+    .ok();
+    let before = listing(&env, &target, Times::Exact);
+
+    let child = env.start_lifeboat(&[
+        "restore", "latest", "--volume", &big, "--to", &target, "--force",
+    ]);
+    let written = mountpoint(&target).join("big");
+    wait_until("the restore writes", Duration::from_secs(60), || {
+        std::fs::metadata(&written).is_ok_and(|m| m.len() > 0)
+    });
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let out = child.wait_with_output().expect("lifeboat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("holds again what it held before"),
+        "{stderr}"
+    );
+    assert_eq!(listing(&env, &target, Times::Exact), before);
 }
 
 #[test]

@@ -1460,8 +1460,6 @@ mod tests {
         assert!(err.to_string().contains("cannot be read"), "{err}");
         let (s, _) = resolve_listed(&listing, "abcd1", None, "r").expect("readable");
         assert_eq!(s.id, "abcd1111");
-        let (s, _) = resolve_listed(&listing, "latest", Some("db"), "r").expect("latest");
-        assert_eq!(s.id, "abcd1111");
     }
 
     #[test]

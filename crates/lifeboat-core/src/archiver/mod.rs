@@ -688,7 +688,11 @@ struct Walk<'a, O> {
     trees_ahead: Option<Receiver<TreeAhead>>,
     /// A tree read ahead for a directory further on.
     tree_passed: Option<TreeAhead>,
-    frames: Vec<Option<Frame>>,
+    /// Every directory met so far, by the index jobs and children know it
+    /// by; a finished one's slot is emptied. Boxed: an emptied slot then
+    /// takes a pointer's room, not a frame's (hundreds of bytes), for each
+    /// of a volume's directories until the backup ends.
+    frames: Vec<Option<Box<Frame>>>,
     /// The open directories, outermost first.
     stack: Vec<usize>,
     root: Option<TreeId>,
@@ -878,7 +882,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         name: OsString,
         up: Option<(usize, usize)>,
     ) -> usize {
-        self.frames.push(Some(Frame {
+        self.frames.push(Some(Box::new(Frame {
             node,
             name,
             path: Vec::new(),
@@ -889,7 +893,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             before: None,
             before_id: None,
             cursor: 0,
-        }));
+        })));
         let index = self.frames.len() - 1;
         self.stack.push(index);
         index
@@ -899,6 +903,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         self.frames
             .get_mut(index)
             .and_then(Option::as_mut)
+            .map(|frame| &mut **frame)
             .ok_or_else(|| Error::Other("a directory was finished twice".to_string()))
     }
 
@@ -1063,7 +1068,7 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
     /// Stores a finished directory's tree; returns its node and where it
     /// goes in its parent (`None` for the root).
     fn finish(&mut self, index: usize) -> Result<Option<(usize, usize, Node)>> {
-        let frame = self
+        let frame = *self
             .frames
             .get_mut(index)
             .and_then(Option::take)

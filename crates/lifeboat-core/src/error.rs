@@ -61,6 +61,9 @@ pub enum Error {
     #[error("the password file {} does not exist (named by --password-file or LIFEBOAT_PASSWORD_FILE)", .path.display())]
     PasswordFileMissing { path: PathBuf },
 
+    #[error("the password file {} holds no password", .path.display())]
+    PasswordFileEmpty { path: PathBuf },
+
     #[error("the repository at {location} is locked: {holder}")]
     RepositoryLocked { location: String, holder: String },
 
@@ -92,7 +95,8 @@ impl Error {
             Self::RepositoryMissing { .. } => ErrorClass::RepositoryMissing,
             Self::WrongPassword { .. }
             | Self::NoPassword { .. }
-            | Self::PasswordFileMissing { .. } => ErrorClass::WrongPassword,
+            | Self::PasswordFileMissing { .. }
+            | Self::PasswordFileEmpty { .. } => ErrorClass::WrongPassword,
             Self::RepositoryLocked { .. } => ErrorClass::RepositoryLocked,
             Self::UnknownTarget(_) | Self::BadRequest(_) => ErrorClass::BadRequest,
             Self::Interrupted(_) => ErrorClass::Interrupted,

@@ -326,10 +326,9 @@ fn read_password_file(path: &Path) -> Result<Option<Password>> {
     let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
     let value = content.trim().to_string();
     if value.is_empty() {
-        return Err(Error::BadRequest(format!(
-            "the password file {} is empty",
-            path.display()
-        )));
+        return Err(Error::PasswordFileEmpty {
+            path: path.to_path_buf(),
+        });
     }
     let first_line = content.lines().next().unwrap_or_default();
     let earlier = (first_line != value).then(|| first_line.to_string());

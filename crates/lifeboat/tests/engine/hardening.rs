@@ -512,6 +512,17 @@ fn bad_input_gets_the_documented_exit_code_and_changes_nothing() {
         "{}",
         run.stderr
     );
+    let empty = env.dir.path().join("empty-password-file");
+    std::fs::write(&empty, b" \n").expect("an empty password file");
+    let run = env.lifeboat_with(
+        &["snapshots"],
+        &[
+            ("LIFEBOAT_PASSWORD", ""),
+            ("LIFEBOAT_PASSWORD_FILE", &empty.to_string_lossy()),
+        ],
+    );
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert!(run.stderr.contains("holds no password"), "{}", run.stderr);
 
     let file = env.dir.path().join("a-file");
     std::fs::write(&file, b"").expect("a file");
@@ -685,11 +696,8 @@ fn an_interrupted_forced_restore_puts_back_what_was_there() {
     wait_until("the restore writes", Duration::from_secs(60), || {
         std::fs::metadata(&written).is_ok_and(|m| m.len() > 0)
     });
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(interrupted.success());
+    // Paused while it writes, so that the signal cannot come too late.
+    signal_paused(child.id(), "-INT");
     let out = child.wait_with_output().expect("lifeboat ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -718,11 +726,7 @@ fn an_interrupted_engine_archive_backup_leaves_no_helper() {
     wait_until("the helper exists", Duration::from_secs(60), || {
         !helpers().trim().is_empty()
     });
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(interrupted.success());
+    signal_paused(child.id(), "-INT");
     let out = child.wait_with_output().expect("lifeboat ends");
     assert_eq!(
         out.status.code(),
@@ -739,4 +743,16 @@ fn hostname() -> String {
         .expect("hostname")
         .trim()
         .to_string()
+}
+
+/// Stops a process, sends it `signal`, and lets it go on: it is where it
+/// was when the signal was sent, however busy the machine.
+fn signal_paused(pid: u32, signal: &str) {
+    for step in ["-STOP", signal, "-CONT"] {
+        let sent = Command::new("kill")
+            .args([step, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {step} {pid}");
+    }
 }

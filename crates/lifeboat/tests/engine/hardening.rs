@@ -152,21 +152,7 @@ fn a_live_lock_of_the_host_is_kept_by_lifeboat_in_another_pid_namespace() {
             .filter_map(Result::ok)
             .count()
     };
-    // `restic key passwd` holds an exclusive lock while it waits for the
-    // new password on its standard input.
-    let mut holder = Command::new("restic")
-        .arg("--repo")
-        .arg(env.repo())
-        .args(["--no-cache", "key", "passwd"])
-        .env("RESTIC_PASSWORD", &env.password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start restic");
-    wait_until("restic holds its lock", Duration::from_secs(30), || {
-        locks() > 0
-    });
+    let mut holder = env.hold_exclusive_restic_lock();
     let run = crate::support::Run::from(
         Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
@@ -593,12 +579,7 @@ fn a_new_repository_is_its_owners_alone_and_restic_reads_the_same_password_file(
 fn after_a_sigkill_one_more_command_leaves_restic_nothing_to_unlock_and_no_partial_pack() {
     let env = TestEnv::new("hard-kill");
     env.init();
-    let volume = env.volume("big", &[]);
-    env.busybox(
-        &[format!("{volume}:/v")],
-        "dd if=/dev/urandom of=/v/big bs=1M count=200 2>/dev/null",
-    )
-    .ok();
+    let volume = env.random_volume("big", 200);
     let temporaries = || {
         std::fs::read_dir(env.repo().join("data"))
             .expect("data")
@@ -642,12 +623,7 @@ fn a_forced_restore_that_fails_puts_back_what_was_there() {
     )
     .ok();
     let before = listing(&env, &target_arg, Times::Exact);
-    let big = env.volume("big", &[]);
-    env.busybox(
-        &[format!("{big}:/v")],
-        "dd if=/dev/urandom of=/v/big bs=1M count=24 2>/dev/null",
-    )
-    .ok();
+    let big = env.random_volume("big", 24);
     env.lifeboat(&["backup", &big]).ok();
 
     let run = env.lifeboat(&[
@@ -674,12 +650,7 @@ fn an_interrupted_forced_restore_puts_back_what_was_there() {
     // the target half written.
     let env = TestEnv::new("hard-restore-int");
     env.init();
-    let big = env.volume("big", &[]);
-    env.busybox(
-        &[format!("{big}:/v")],
-        "dd if=/dev/urandom of=/v/big bs=1M count=400 2>/dev/null",
-    )
-    .ok();
+    let big = env.random_volume("big", 400);
     env.lifeboat(&["backup", &big]).ok();
     let target = env.volume("target", &[]);
     env.busybox(
@@ -714,12 +685,7 @@ fn an_interrupted_engine_archive_backup_leaves_no_helper() {
     // `docker volume rm` from removing the volume.
     let env = TestEnv::new("hard-sigint");
     env.init();
-    let volume = env.volume("big", &[]);
-    env.busybox(
-        &[format!("{volume}:/v")],
-        "dd if=/dev/urandom of=/v/big bs=1M count=300 2>/dev/null",
-    )
-    .ok();
+    let volume = env.random_volume("big", 300);
     let child = env.start_lifeboat(&["backup", &volume, "--via", "engine"]);
     let owner = format!("label=lifeboat.helper.owner={}/{}", hostname(), child.id());
     let helpers = || docker(&["ps", "-aq", "--filter", &owner]).ok().stdout;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{TestEnv, restic};
@@ -40,17 +40,7 @@ fn an_exclusive_restic_lock_stops_lifeboat() {
 
     // `restic key passwd` holds an exclusive lock while it waits for the
     // new password on its standard input.
-    let mut holder = Command::new("restic")
-        .arg("--repo")
-        .arg(env.repo())
-        .args(["--no-cache", "key", "passwd"])
-        .env("RESTIC_PASSWORD", &env.password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start restic");
-    wait_for_lock(&env.repo());
+    let mut holder = env.hold_exclusive_restic_lock();
 
     let run = env.lifeboat(&["backup", &volume]);
     assert_eq!(run.code, 7, "{}", run.stderr);
@@ -69,12 +59,7 @@ fn an_exclusive_restic_lock_stops_lifeboat() {
 fn restic_cannot_prune_while_lifeboat_works_and_reads_its_lock() {
     let env = TestEnv::new("lock-shared");
     env.init();
-    let volume = env.volume("big", &[]);
-    env.busybox(
-        &[format!("{volume}:/v")],
-        "dd if=/dev/urandom of=/v/random bs=1M count=200 2>/dev/null",
-    )
-    .ok();
+    let volume = env.random_volume("big", 200);
 
     let backup = env.start_lifeboat(&["backup", &volume]);
     let lock = wait_for_lock(&env.repo());

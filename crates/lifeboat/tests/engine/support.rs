@@ -173,6 +173,39 @@ impl TestEnv {
         name
     }
 
+    /// Creates a volume holding one file, `/big`, of `megabytes` of
+    /// incompressible data: long enough work to interrupt or watch.
+    pub fn random_volume(&self, what: &str, megabytes: u32) -> String {
+        let volume = self.volume(what, &[]);
+        self.busybox(
+            &[format!("{volume}:/v")],
+            &format!("dd if=/dev/urandom of=/v/big bs=1M count={megabytes} 2>/dev/null"),
+        )
+        .ok();
+        volume
+    }
+
+    /// Starts `restic key passwd` on this test's repository: it holds an
+    /// exclusive lock while it waits for the new password on its standard
+    /// input (write the password twice there to let it finish).
+    pub fn hold_exclusive_restic_lock(&self) -> std::process::Child {
+        let holder = Command::new("restic")
+            .arg("--repo")
+            .arg(self.repo())
+            .args(["--no-cache", "key", "passwd"])
+            .env("RESTIC_PASSWORD", &self.password)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start restic");
+        let locks = self.repo().join("locks");
+        wait_until("restic holds its lock", Duration::from_secs(30), || {
+            std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_some())
+        });
+        holder
+    }
+
     /// Marks a volume lifeboat created (for example by a restore) for
     /// removal at the end of the test.
     pub fn adopt_volume(&self, name: &str) {

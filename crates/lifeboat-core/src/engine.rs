@@ -50,6 +50,9 @@ pub(crate) const HELPER_LABEL: &str = "lifeboat.helper";
 /// Label naming the lifeboat process (`HOST/PID`) that made a helper.
 const HELPER_OWNER_LABEL: &str = "lifeboat.helper.owner";
 
+/// The process-id namespace of the owner's process id.
+const HELPER_PID_NAMESPACE_LABEL: &str = "lifeboat.helper.pid-namespace";
+
 /// A connection to one Docker engine, with the API version negotiated.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -236,20 +239,32 @@ impl Engine {
 
     /// Whether the engine runs on the host lifeboat runs on, so that the
     /// paths it reports (a volume's directory, a bind mount's source) name
-    /// this host's files: it says this host's name, and its data directory
-    /// is here. A remote engine whose paths happen to exist here too must
-    /// not have them read, written or emptied in its stead.
+    /// this host's files. A remote engine whose paths happen to exist here
+    /// too must not have them read, written or emptied in its stead. The
+    /// engine's data directory must be here; engines from 23 on write
+    /// their id into it, which settles it; for older ones, the engine must
+    /// be reached through a local socket and say this host's name.
     pub(crate) async fn runs_here(&self) -> bool {
         let Ok(info) = self.docker.info().await else {
             return false;
         };
+        let Some(root) = info
+            .docker_root_dir
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_dir())
+        else {
+            return false;
+        };
+        if let (Ok(written), Some(id)) = (std::fs::read_to_string(root.join("engine-id")), &info.id)
+        {
+            return written.trim() == id;
+        }
+        let local_socket = self.host.starts_with("unix://") || self.host.starts_with('/');
         let same_name = info
             .name
             .is_some_and(|n| !n.is_empty() && n == crate::host::hostname());
-        let root_here = info
-            .docker_root_dir
-            .is_some_and(|d| !d.is_empty() && std::path::Path::new(&d).is_dir());
-        same_name && root_here
+        local_socket && same_name
     }
 
     /// How the engine maps its containers' users to the host's, when it
@@ -472,6 +487,12 @@ impl Engine {
             HELPER_OWNER_LABEL.to_string(),
             format!("{}/{}", crate::host::hostname(), std::process::id()),
         );
+        if let Some(namespace) = crate::host::pid_namespace() {
+            labels.insert(
+                HELPER_PID_NAMESPACE_LABEL.to_string(),
+                namespace.to_string(),
+            );
+        }
         let body = ContainerCreateBody {
             image: Some(HELPER_IMAGE.to_string()),
             cmd: Some(vec!["/lifeboat-helper-is-never-started".to_string()]),
@@ -527,6 +548,12 @@ impl Engine {
             HELPER_OWNER_LABEL.to_string(),
             format!("{}/{}", crate::host::hostname(), std::process::id()),
         );
+        if let Some(namespace) = crate::host::pid_namespace() {
+            labels.insert(
+                HELPER_PID_NAMESPACE_LABEL.to_string(),
+                namespace.to_string(),
+            );
+        }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: (!args.is_empty()).then(|| args.to_vec()),
@@ -670,8 +697,8 @@ impl Engine {
     /// behind when it was killed: they hold no data, but they keep their
     /// volume in use. Returns how many were removed.
     pub async fn remove_stale_helpers(&self) -> Result<usize> {
-        self.remove_helpers_where(|host, pid| {
-            host == crate::host::hostname() && crate::host::process_is_gone(pid)
+        self.remove_helpers_where(|host, pid, namespace| {
+            host == crate::host::hostname() && crate::host::process_is_gone(pid, namespace)
         })
         .await
     }
@@ -681,13 +708,21 @@ impl Engine {
     /// would otherwise keep their volumes in use until the next run.
     pub async fn remove_own_helpers(&self) -> Result<usize> {
         let me = i64::from(std::process::id());
-        self.remove_helpers_where(|host, pid| host == crate::host::hostname() && pid == me)
-            .await
+        let mine = crate::host::pid_namespace();
+        self.remove_helpers_where(|host, pid, namespace| {
+            host == crate::host::hostname()
+                && pid == me
+                && (namespace.is_none() || namespace == mine)
+        })
+        .await
     }
 
-    /// Removes the helpers whose owner (host name and process id) `pick`
-    /// chooses.
-    async fn remove_helpers_where(&self, pick: impl Fn(&str, i64) -> bool) -> Result<usize> {
+    /// Removes the helpers whose owner (host name, process id and its
+    /// namespace, when recorded) `pick` chooses.
+    async fn remove_helpers_where(
+        &self,
+        pick: impl Fn(&str, i64, Option<u64>) -> bool,
+    ) -> Result<usize> {
         let mut filters = std::collections::HashMap::new();
         filters.insert("label".to_string(), vec![HELPER_OWNER_LABEL.to_string()]);
         let helpers = self
@@ -707,10 +742,15 @@ impl Engine {
                 .and_then(|l| l.get(HELPER_OWNER_LABEL))
                 .and_then(|o| o.rsplit_once('/'))
                 .and_then(|(host, pid)| Some((host.to_string(), pid.parse::<i64>().ok()?)));
+            let namespace = helper
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HELPER_PID_NAMESPACE_LABEL))
+                .and_then(|n| n.parse::<u64>().ok());
             let (Some((host, pid)), Some(id)) = (owner, helper.id) else {
                 continue;
             };
-            if pick(&host, pid) {
+            if pick(&host, pid, namespace) {
                 // One that cannot be removed must not keep the others.
                 match self.remove_helper(&Helper { id }).await {
                     Ok(()) => removed += 1,

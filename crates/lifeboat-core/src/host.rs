@@ -16,15 +16,16 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// Whether this process sees the host's processes: its process-id
-/// namespace is the kernel's first one (whose inode number is fixed,
-/// `PROC_PID_INIT_INO`).
-fn in_the_hosts_pid_namespace() -> bool {
-    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
-    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.ino() == PROC_PID_INIT_INO
-    })
+/// The inode of the host's own process-id namespace, the kernel's first
+/// (`PROC_PID_INIT_INO`, fixed).
+const HOST_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// This process's process-id namespace (its inode number), which the
+/// process ids it hands out are numbers of. lifeboat records it beside
+/// them, so that only a process of the same namespace judges them.
+pub(crate) fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
 }
 
 /// This host's name.
@@ -35,16 +36,18 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Whether a process of this host is gone. Permission errors mean it
-/// exists. Only the host's own process-id namespace sees every process of
-/// the host: lifeboat in a container (that shares the host's name) would
-/// take the host's processes for gone, and tells nothing then.
-pub(crate) fn process_is_gone(pid: i64) -> bool {
+/// Whether a process of this host is gone: `pid` of the process-id
+/// namespace `namespace` (the host's own when it was not recorded, as
+/// restic does not). Permission errors mean it exists. Only a process of
+/// the same namespace can tell: lifeboat in a container that shares the
+/// host's name would take the host's processes for gone, and the host's
+/// lifeboat a container's; neither tells anything then.
+pub(crate) fn process_is_gone(pid: i64, namespace: Option<u64>) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
     pid > 0
-        && in_the_hosts_pid_namespace()
+        && pid_namespace() == Some(namespace.unwrap_or(HOST_PID_NAMESPACE))
         && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
             == Err(nix::errno::Errno::ESRCH)
 }

@@ -178,9 +178,10 @@ impl LocalPacks {
         // repository skip it. Its writer's host and process are in its
         // name, for [`remove_abandoned`].
         let temporary = data.join(format!(
-            "{TEMPORARY_PREFIX}{}.{}.{name}.tmp",
+            "{TEMPORARY_PREFIX}{}.{}@{}.{name}.tmp",
             crate::host::hostname(),
-            std::process::id()
+            std::process::id(),
+            crate::host::pid_namespace().unwrap_or(0)
         ));
         let file = std::fs::OpenOptions::new()
             .create_new(true)
@@ -325,13 +326,19 @@ pub(crate) fn remove_abandoned(repo_dir: &Path) -> usize {
             continue;
         };
         let abandoned = match stem.strip_prefix(TEMPORARY_PREFIX) {
-            // `HOST.PID.RANDOM`, the host name maybe with dots of its own.
+            // `HOST.PID@NAMESPACE.RANDOM`, the host name maybe with dots
+            // of its own.
             Some(owner) => {
                 let mut parts = owner.rsplitn(3, '.');
-                let (_, pid, host) = (parts.next(), parts.next(), parts.next());
-                match (host, pid.and_then(|p| p.parse::<i64>().ok())) {
+                let (_, process, host) = (parts.next(), parts.next(), parts.next());
+                let (pid, namespace) = process
+                    .and_then(|p| p.split_once('@'))
+                    .map_or((None, None), |(pid, ns)| {
+                        (pid.parse::<i64>().ok(), ns.parse::<u64>().ok())
+                    });
+                match (host, pid) {
                     (Some(host), Some(pid)) if host == this_host => {
-                        crate::host::process_is_gone(pid)
+                        crate::host::process_is_gone(pid, namespace)
                     }
                     _ => day_old(&entry.path()),
                 }
@@ -481,18 +488,21 @@ mod tests {
         let data = dir.path().join("data");
         // A process of this host that no longer runs, one of another host
         // (which cannot be asked), and a file that is not lifeboat's.
-        let dead = data.join(format!("lifeboat.{host}.{}.00.tmp", i32::MAX));
-        let elsewhere = data.join("lifeboat.other.host.example.1.00.tmp");
+        let namespace = crate::host::pid_namespace().unwrap_or(0);
+        let dead = data.join(format!("lifeboat.{host}.{}@{namespace}.00.tmp", i32::MAX));
+        let elsewhere = data.join("lifeboat.other.host.example.1@1.00.tmp");
+        // A process of another namespace (a container): it cannot be asked.
+        let other_namespace = data.join(format!("lifeboat.{host}.{}@1.00.tmp", i32::MAX));
         let foreign = data.join("someone-else.tmp");
-        for path in [&dead, &elsewhere, &foreign] {
+        for path in [&dead, &elsewhere, &foreign, &other_namespace] {
             std::fs::write(path, b"x")?;
         }
         assert_eq!(remove_abandoned(dir.path()), 1);
         assert!(!dead.exists());
-        assert!(elsewhere.exists() && foreign.exists());
+        assert!(elsewhere.exists() && foreign.exists() && other_namespace.exists());
         assert_eq!(
             temporaries(dir.path()).len(),
-            3,
+            4,
             "the live pack was removed"
         );
         drop(live);

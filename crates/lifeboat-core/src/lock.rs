@@ -49,6 +49,10 @@ pub(crate) struct LockInfo {
     uid: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     gid: u32,
+    /// The process-id namespace `pid` is a number of (lifeboat's own
+    /// field; restic ignores it and does not write it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid_namespace: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -70,6 +74,7 @@ impl LockInfo {
             pid: i64::from(std::process::id()),
             uid: uid.as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            pid_namespace: crate::host::pid_namespace(),
         }
     }
 
@@ -83,7 +88,7 @@ impl LockInfo {
         if age.as_secs() > STALE_AFTER.as_secs() as i64 {
             return true;
         }
-        self.hostname == hostname() && crate::host::process_is_gone(self.pid)
+        self.hostname == hostname() && crate::host::process_is_gone(self.pid, self.pid_namespace)
     }
 
     fn describe(&self) -> String {
@@ -245,7 +250,7 @@ fn remove_dead_locks(locks: &Path, key: &MasterKey) {
             continue;
         };
         if info.hostname == this_host
-            && crate::host::process_is_gone(info.pid)
+            && crate::host::process_is_gone(info.pid, info.pid_namespace)
             && std::fs::remove_file(&path).is_ok()
         {
             tracing::info!(

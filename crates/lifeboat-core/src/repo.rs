@@ -271,28 +271,37 @@ impl RepoSettings {
                 location: self.shown_location(),
             };
         }
+        // The library's messages may quote the location, credentials and
+        // all (a URL it could not parse).
         Error::Repository {
             location: self.shown_location(),
-            message: one_line(e),
+            message: one_line(e).replace(&self.location, &self.shown_location()),
         }
     }
 }
 
-/// `location` without the password (or token) of a URL's user part.
+/// `location` without the password (or token) of a URL's user part, and
+/// without its query (where tokens go too).
 fn redact_url(location: &str) -> String {
     let Some(scheme_end) = location.find("://").map(|i| i + 3) else {
         return location.to_string();
     };
-    let rest = &location[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return location.to_string();
+    let (head, rest) = location.split_at(scheme_end);
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?***"),
+        None => (rest, ""),
+    };
+    // The user part ends at the last `@`: a password may hold a `/` that
+    // its writer did not escape, so the path cannot be told from it, and
+    // a path with an `@` is hidden too rather than a password shown.
+    let Some(at) = rest.rfind('@') else {
+        return format!("{head}{rest}{query}");
     };
     let user = match rest[..at].split_once(':') {
         Some((user, _)) => format!("{user}:***"),
         None => "***".to_string(),
     };
-    format!("{}{user}{}", &location[..scheme_end], &rest[at..])
+    format!("{head}{user}{}{query}", &rest[at..])
 }
 
 /// A repository password, and how an earlier lifeboat read the same file.
@@ -1698,9 +1707,13 @@ mod tests {
             "/var/lib/lifeboat/repo"
         );
         assert_eq!(
-            redact_url("rest:https://host/a@b"),
-            "rest:https://host/a@b",
-            "an @ in the path is not a user"
+            redact_url("rest:https://user:pa/ss@host/repo"),
+            "rest:https://user:***@host/repo",
+            "a / in the password"
+        );
+        assert_eq!(
+            redact_url("opendal:s3://bucket/path?secret=abc"),
+            "opendal:s3://bucket/path?***"
         );
         let settings = RepoSettings::new(None, Some("s3cret".into()), None);
         assert!(!format!("{settings:?}").contains("s3cret"));

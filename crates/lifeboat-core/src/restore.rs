@@ -710,9 +710,26 @@ pub async fn restore(
             seconds: started.elapsed().as_secs_f64(),
         }),
         Err(e) => {
-            // What this restore made goes: the target is as it was.
+            // What this restore made goes: the target is as it was. Not a
+            // volume of another driver: removing one may remove storage
+            // it found there, which is not this restore's.
             let undo = match &destination {
-                Destination::Volume { created: true, .. } => engine.remove_volume(&dest_name).await,
+                Destination::Volume {
+                    created: true,
+                    volume,
+                    ..
+                } if volume.driver == "local" => engine.remove_volume(&dest_name).await,
+                Destination::Volume {
+                    created: true,
+                    volume,
+                    ..
+                } => {
+                    tracing::warn!(
+                        "volume {dest_name} (driver {}), made by this restore, is left in place: removing it might remove storage its driver had before",
+                        volume.driver
+                    );
+                    Ok(())
+                }
                 Destination::Directory {
                     created: Some(top), ..
                 } => std::fs::remove_dir_all(top).map_err(|e| Error::io(top, e)),
@@ -727,13 +744,21 @@ pub async fn restore(
 }
 
 /// The error of a restore that failed, or was stopped, and what was done
-/// about the target.
-fn failed(e: Error, undone: String, stopped: bool) -> Error {
-    if stopped {
-        Error::Interrupted(format!("the restore was stopped; {undone}"))
-    } else {
-        Error::Other(format!("{e}; {undone}"))
+/// about the target: "interrupted" (130) only when the target is as it
+/// was; otherwise the failure, with what was and was not undone.
+fn failed(e: Error, undone: std::result::Result<String, String>, stopped: bool) -> Error {
+    match (stopped, undone) {
+        (true, Ok(undone)) => Error::Interrupted(format!("the restore was stopped; {undone}")),
+        (true, Err(undone)) => Error::Other(format!("the restore was stopped; {undone}")),
+        (false, Ok(undone) | Err(undone)) => Error::Other(format!("{e}; {undone}")),
     }
+}
+
+/// Why emptying a target failed, and whether it had changed anything by
+/// then.
+struct ClearFailed {
+    error: Error,
+    changed: bool,
 }
 
 /// A restore into one prepared target.
@@ -748,9 +773,9 @@ struct TargetRestore<'a> {
 impl TargetRestore<'_> {
     /// Writes the snapshot into the target, and checks that the target
     /// holds exactly the snapshot. A target that held files is snapshotted
-    /// first, emptied, and put back as it was when the restore fails; one
-    /// that was empty is emptied again. Returns the writer used and the
-    /// snapshot of what was overwritten.
+    /// first, emptied, and put back as it was when the restore fails or is
+    /// stopped; one that was empty is emptied again. Returns the writer
+    /// used and the snapshot of what was overwritten.
     async fn restore(
         &self,
         request: &RestoreRequest,
@@ -776,55 +801,80 @@ impl TargetRestore<'_> {
             refuse_if_running(self.engine, TargetKind::Bind, &dir.display().to_string()).await?;
         }
         let stopped = || progress.stop_requested();
-        let empty = is_empty(self.engine, self.destination, writer).await?;
-        if !empty && matches!(self.destination, Destination::Volume { created: true, .. }) {
-            // Made a moment ago with the snapshot's driver options, and
-            // already holding files: those options point at storage that
-            // is someone else's.
-            return Err(Error::BadRequest(format!(
-                "volume {name}, made with the snapshot's driver options, holds files already: its storage is another volume's or directory's; restore into a volume without those options"
-            )));
-        }
-        if empty {
-            let written = self.write(snapshot, spec, writer, progress.clone()).await;
+        // A write that ends after the stop came still counts as stopped:
+        // the target is put back.
+        let stop_after = |written: Result<()>| match written {
+            Ok(()) if stopped() => Err(Error::Interrupted("the restore was stopped".into())),
+            other => other,
+        };
+        if is_empty(self.engine, self.destination, writer).await? {
+            let written = stop_after(self.write(snapshot, spec, writer, progress.clone()).await);
             if let Err(e) = written {
                 let undone = match self.clear(writer).await {
-                    Ok(()) => format!("{name} is empty again"),
-                    Err(undo) => format!("emptying {name} again failed too: {undo}"),
+                    Ok(()) => Ok(format!("{name} is empty again")),
+                    Err(undo) => Err(format!("emptying {name} again failed too: {}", undo.error)),
                 };
                 return Err(failed(e, undone, stopped()));
             }
             return Ok((writer, None));
         }
         if !request.force {
+            let why = if matches!(self.destination, Destination::Volume { created: true, .. }) {
+                // Its driver's storage kept files of an earlier volume.
+                "was made with the snapshot's driver options and holds files already"
+            } else {
+                "is not empty"
+            };
             return Err(Error::BadRequest(format!(
-                "{name} is not empty; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
+                "{name} {why}; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
             )));
         }
         if writer == Reader::Engine {
             refuse_unclearable(self.destination)?;
         }
+        if writer == Reader::Host
+            && let Ok(dir) = host_dir(self.destination)
+            && let [mount, ..] = crate::fsmeta::mounts_below(&dir).as_slice()
+        {
+            return Err(Error::BadRequest(format!(
+                "a file system is mounted at {} inside {}: lifeboat does not empty a directory across mounts; unmount it, or restore elsewhere",
+                mount.display(),
+                dir.display()
+            )));
+        }
         let kind = match self.destination {
             Destination::Volume { .. } => TargetKind::Volume,
             Destination::Directory { .. } => TargetKind::Bind,
         };
-        let previous = snapshot_current(self.engine, self.repo, kind, name).await?;
+        let before_anything = || {
+            Error::Interrupted(format!(
+                "the restore was stopped before anything was written into {name}"
+            ))
+        };
+        // Stopped, the snapshot ends without being published.
+        let previous =
+            match snapshot_current(self.engine, self.repo, kind, name, progress.clone()).await {
+                Err(_) if stopped() => return Err(before_anything()),
+                other => other?,
+            };
         request.on_previous.tell(&previous);
         let id = &previous.short_id;
         if stopped() {
-            return Err(Error::Interrupted(format!(
-                "the restore was stopped before anything was written into {name}"
-            )));
+            return Err(before_anything());
         }
+        progress.reset();
         let written = match self.clear(writer).await {
-            Ok(()) => self.write(snapshot, spec, writer, progress.clone()).await,
-            Err(e) if self.unchanged_after_failed_clear(writer).await => {
+            Ok(()) => stop_after(self.write(snapshot, spec, writer, progress.clone()).await),
+            Err(ClearFailed {
+                error,
+                changed: false,
+            }) => {
                 return Err(Error::Other(format!(
-                    "{e}; nothing was changed in {name}, and what it holds is in snapshot {id} too"
+                    "{error}; nothing was changed in {name}, and what it holds is in snapshot {id} too"
                 )));
             }
             // Emptied part of the way: put back the rest too.
-            Err(e) => Err(e),
+            Err(ClearFailed { error, .. }) => Err(error),
         };
         let Err(e) = written else {
             return Ok((writer, Some(previous)));
@@ -833,39 +883,25 @@ impl TargetRestore<'_> {
         let put_back = async {
             let previous_spec = TargetSpec::from_tags(&previous.tags)
                 .ok_or_else(|| Error::Other(format!("snapshot {id} has lost its lifeboat tags")))?;
-            self.clear(writer).await?;
+            self.clear(writer).await.map_err(|f| f.error)?;
             let progress = Arc::new(TransferProgress::default());
             self.write(&previous, &previous_spec, writer, progress)
                 .await
         };
         let undone = match put_back.await {
-            Ok(()) => format!("{name} holds again what it held before (snapshot {id})"),
-            Err(undo) => format!(
+            Ok(()) => Ok(format!(
+                "{name} holds again what it held before (snapshot {id})"
+            )),
+            Err(undo) => Err(format!(
                 "putting back what {name} held failed too ({undo}); it is in snapshot {id}: `lifeboat restore {id} --volume {name} --force` puts it back"
-            ),
+            )),
         };
         Err(failed(e, undone, stopped()))
     }
 
     /// Empties the target (see [`clear`]).
-    async fn clear(&self, writer: Reader) -> Result<()> {
+    async fn clear(&self, writer: Reader) -> std::result::Result<(), ClearFailed> {
         clear(self.engine, self.destination, writer).await
-    }
-
-    /// Whether emptying the target failed before it changed anything:
-    /// through the engine, the volume could not be removed (a container
-    /// references it); on the host, a mount below the target was found
-    /// before anything was removed.
-    async fn unchanged_after_failed_clear(&self, writer: Reader) -> bool {
-        match (writer, self.destination) {
-            (Reader::Engine, Destination::Volume { volume, .. }) => {
-                matches!(self.engine.volume(&volume.name).await,
-                    Ok(Some(now)) if now.created_at == volume.created_at)
-            }
-            (Reader::Host, _) => host_dir(self.destination)
-                .is_ok_and(|dir| !crate::fsmeta::mounts_below(&dir).is_empty()),
-            _ => false,
-        }
     }
 
     /// Refuses a volume this restore made with the snapshot's driver
@@ -966,9 +1002,11 @@ async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &str) -> Res
     // kind, is it, holds it or lies inside it; a volume's mount is where
     // the engine mounts it, and, for a volume bound to a directory, that
     // directory.
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let target = resolved(Path::new(name));
     let overlaps = |source: &Path| {
-        let target = Path::new(name);
-        source.starts_with(target) || target.starts_with(source)
+        let source = resolved(source);
+        source.starts_with(&target) || target.starts_with(&source)
     };
     let bound: std::collections::HashMap<String, PathBuf> = match kind {
         TargetKind::Bind => engine
@@ -1207,6 +1245,7 @@ async fn snapshot_current(
     repo: &Repo,
     kind: TargetKind,
     name: &str,
+    progress: Arc<TransferProgress>,
 ) -> Result<SnapshotInfo> {
     let inventory = discover(
         engine,
@@ -1231,7 +1270,7 @@ async fn snapshot_current(
         &target,
         ReaderChoice::Auto,
         &[PRE_RESTORE_TAG.to_string()],
-        Arc::new(TransferProgress::default()),
+        progress,
     )
     .await;
     match (result.snapshot, result.error) {
@@ -1267,24 +1306,45 @@ fn bare_bind_target(path: &str) -> crate::inventory::Target {
 /// Empties the target. Through the engine, which can write into a volume
 /// but not delete from it, the volume is removed and made again (which
 /// only works while no container references it), and must then be empty.
-async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Result<()> {
+async fn clear(
+    engine: &Engine,
+    destination: &Destination,
+    writer: Reader,
+) -> std::result::Result<(), ClearFailed> {
+    let unchanged = |error: Error| ClearFailed {
+        error,
+        changed: false,
+    };
+    let changed = |error: Error| ClearFailed {
+        error,
+        changed: true,
+    };
     if writer == Reader::Host {
-        let dir = host_dir(destination)?;
-        return blocking(move || crate::fsmeta::clear_dir(&dir)).await;
+        let dir = host_dir(destination).map_err(unchanged)?;
+        // A mount found below the target is refused before anything is
+        // removed; anything else may come after some of it is gone.
+        if !crate::fsmeta::mounts_below(&dir).is_empty() {
+            return blocking(move || crate::fsmeta::clear_dir(&dir))
+                .await
+                .map_err(unchanged);
+        }
+        return blocking(move || crate::fsmeta::clear_dir(&dir))
+            .await
+            .map_err(changed);
     }
     let Destination::Volume { volume, .. } = destination else {
-        return Err(Error::BadRequest(
+        return Err(unchanged(Error::BadRequest(
             "a non-empty directory can only be overwritten through a host path".to_string(),
-        ));
+        )));
     };
     // Removed, a volume whose name the engine would not take again (a
     // plugin's) could not be made again.
-    crate::engine::check_volume_name(&volume.name)?;
+    crate::engine::check_volume_name(&volume.name).map_err(unchanged)?;
     engine.remove_volume(&volume.name).await.map_err(|e| {
-        Error::Other(format!(
+        unchanged(Error::Other(format!(
             "{} cannot be emptied through the engine while containers reference it ({e}); restore into a new volume with --to NAME",
             volume.name
-        ))
+        )))
     })?;
     engine
         .create_volume(
@@ -1293,12 +1353,16 @@ async fn clear(engine: &Engine, destination: &Destination, writer: Reader) -> Re
             &volume.options,
             &volume.labels,
         )
-        .await?;
-    if !is_empty(engine, destination, Reader::Engine).await? {
-        return Err(Error::Other(format!(
+        .await
+        .map_err(changed)?;
+    if !is_empty(engine, destination, Reader::Engine)
+        .await
+        .map_err(changed)?
+    {
+        return Err(changed(Error::Other(format!(
             "volume {} still holds files after it was removed and made again: its driver ({}) keeps them, and the engine cannot delete them",
             volume.name, volume.driver
-        )));
+        ))));
     }
     Ok(())
 }
@@ -1439,6 +1503,23 @@ mod tests {
         );
         let (s, _) = resolve_snapshot_on(&snaps, "bbbb", Some("db"), "new-host").expect("by id");
         assert_eq!(s.id, "bbbb2222");
+    }
+
+    #[test]
+    fn a_stopped_restore_is_interrupted_only_when_the_target_was_put_back() {
+        let cause = || Error::Other("disk full".into());
+        let put_back = || Ok("put back".to_string());
+        let not_put_back = || Err("putting back failed".to_string());
+        assert_eq!(
+            failed(cause(), put_back(), true).class(),
+            crate::ErrorClass::Interrupted
+        );
+        let e = failed(cause(), not_put_back(), true);
+        assert_eq!(e.class(), crate::ErrorClass::Other);
+        assert!(e.to_string().contains("putting back failed"), "{e}");
+        let e = failed(cause(), put_back(), false);
+        assert_eq!(e.class(), crate::ErrorClass::Other);
+        assert!(e.to_string().contains("disk full"), "{e}");
     }
 
     #[test]

@@ -231,6 +231,10 @@ where
         (Err(e), _, None) | (_, Err(e), None) => return Err(e),
     };
 
+    // Asked to stop, the archive publishes nothing, whatever it finished.
+    if request.progress.stop_requested() {
+        return Err(Error::Interrupted("stopped on request".to_string()));
+    }
     snap.tree = root;
     let ended = Zoned::now();
     let summary = snap.summary.get_or_insert_with(Default::default);
@@ -455,8 +459,10 @@ impl Shared {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
+    /// Whether everyone stops: the archive failed, or the caller asked it
+    /// to stop (see [`TransferProgress::stop`]).
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.progress.stop_requested()
     }
 
     /// Whether this run should store the blob: neither the repository nor
@@ -574,6 +580,9 @@ fn read_file<O: ReadSourceOpen>(
     let mut content = Vec::new();
     let mut size = 0;
     while let Some(chunk) = chunker.next_chunk().map_err(|e| e.to_string())? {
+        if shared.stopped() {
+            return Err("stopped".to_string());
+        }
         size += chunk.len() as u64;
         let raw = pack::hash(chunk);
         let id = Id::new(raw);
@@ -724,6 +733,9 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
         }
         for entry in entries {
             if self.shared.stopped() {
+                break;
+            }
+            if request.progress.stop_requested() {
                 break;
             }
             let ReadSourceEntry { path, node, open } = match entry {

@@ -118,10 +118,21 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
         report = &mut restoring => report,
         signal = super::interrupted() => {
             // The restore stops at its next file and puts the target back
-            // as it was; it must finish that before lifeboat exits.
-            errln!("lifeboat: {signal}: stopping the restore and putting the target back as it was");
+            // as it was; it must finish that before lifeboat exits. A
+            // second signal leaves at once, the target as it stands.
+            errln!("lifeboat: {signal}: stopping the restore and putting the target back as it was (signal again to leave at once)");
             progress.stop();
-            restoring.await
+            tokio::select! {
+                report = &mut restoring => report,
+                signal = super::interrupted() => {
+                    display.finish();
+                    errln!("lifeboat: {signal} again: leaving now; the target may be half written (what it held is in the pre-restore snapshot named above, if one was announced)");
+                    if let Err(e) = engine.remove_own_helpers().await {
+                        errln!("lifeboat: {e}");
+                    }
+                    return Ok(crate::exit::FAILURE);
+                }
+            }
         }
     };
     display.finish();

@@ -130,9 +130,10 @@ fn a_forced_restore_does_not_empty_a_file_system_mounted_inside_the_target() {
         &target_arg,
         "--force",
     ]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    // Refused before anything, the snapshot of the target included.
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("mounted at"), "{}", run.stderr);
-    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(!run.stderr.contains("pre-restore"), "{}", run.stderr);
     assert!(
         disk.join("precious").exists(),
         "the mounted file system was emptied"
@@ -677,6 +678,91 @@ fn an_interrupted_forced_restore_puts_back_what_was_there() {
         "{stderr}"
     );
     assert_eq!(listing(&env, &target, Times::Exact), before);
+}
+
+#[test]
+fn a_restore_interrupted_while_it_snapshots_the_target_changes_nothing() {
+    let env = TestEnv::new("hard-pre-int");
+    env.init();
+    let small = env.volume("small", &[]);
+    env.busybox(&[format!("{small}:/v")], "echo new > /v/f")
+        .ok();
+    env.lifeboat(&["backup", &small]).ok();
+    let target = env.random_volume("target", 400);
+    env.busybox(&[format!("{target}:/v")], "ln -s big /v/link").ok();
+    let before = listing(&env, &target, Times::Exact);
+    let snapshots = || {
+        env.lifeboat(&["snapshots", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .map(Vec::len)
+    };
+    let count = snapshots();
+
+    let child = env.start_lifeboat(&[
+        "restore", "latest", "--volume", &small, "--to", &target, "--force",
+    ]);
+    // The snapshot of what the target holds is being written.
+    wait_until(
+        "the pre-restore snapshot runs",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(env.repo().join("data")).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+        },
+    );
+    signal_paused(child.id(), "-INT");
+    let out = child.wait_with_output().expect("lifeboat ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("before anything was written"), "{stderr}");
+    assert_eq!(listing(&env, &target, Times::Exact), before);
+    assert_eq!(
+        snapshots(),
+        count,
+        "the stopped pre-restore snapshot was published"
+    );
+}
+
+#[test]
+fn a_volume_made_again_on_its_old_directory_is_restored_with_force() {
+    // Disaster recovery: the volume is gone, its bound directory still
+    // holds old files. Made again from the snapshot, it is not empty: that
+    // takes --force, which snapshots the old files first.
+    let env = TestEnv::new("hard-remade");
+    env.init();
+    let dir = env.dir.path().join("bound");
+    std::fs::create_dir(&dir).expect("bound directory");
+    let volume = env.name("bound");
+    let create = |name: &str| {
+        docker(&[
+            "volume",
+            "create",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            &format!("device={}", dir.display()),
+            name,
+        ])
+        .ok();
+    };
+    create(&volume);
+    std::fs::write(dir.join("data"), b"good").expect("write");
+    env.lifeboat(&["backup", &volume]).ok();
+    std::fs::write(dir.join("data"), b"damaged").expect("write");
+    docker(&["volume", "rm", &volume]).ok();
+
+    let run = env.lifeboat(&["restore", "latest", "--volume", &volume]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("holds files already"), "{}", run.stderr);
+    env.lifeboat(&["restore", "latest", "--volume", &volume, "--force"])
+        .ok();
+    assert_eq!(std::fs::read(dir.join("data")).expect("read"), b"good");
 }
 
 #[test]

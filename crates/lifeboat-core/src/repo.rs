@@ -1554,8 +1554,10 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());
         // Text that compresses across several chunks, then random bytes
-        // that do not compress.
-        let mut content: Vec<u8> = (0..200_000u32)
+        // that do not compress. Past the largest chunk (8 MiB), so that it
+        // is several chunks whatever the repository's polynomial: 4 MB
+        // were one chunk in about one run of forty (no cut found).
+        let mut content: Vec<u8> = (0..500_000u32)
             .flat_map(|i| format!("line {i} of a log\n").into_bytes())
             .collect();
         content.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));

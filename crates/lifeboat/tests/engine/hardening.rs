@@ -689,7 +689,8 @@ fn a_restore_interrupted_while_it_snapshots_the_target_changes_nothing() {
         .ok();
     env.lifeboat(&["backup", &small]).ok();
     let target = env.random_volume("target", 400);
-    env.busybox(&[format!("{target}:/v")], "ln -s big /v/link").ok();
+    env.busybox(&[format!("{target}:/v")], "ln -s big /v/link")
+        .ok();
     let before = listing(&env, &target, Times::Exact);
     let snapshots = || {
         env.lifeboat(&["snapshots", "--json"])

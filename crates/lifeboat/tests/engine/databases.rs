@@ -78,12 +78,19 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
         "exec", &source, "pgbench", "-U", "shop", "-i", "-s", "4", "-q", "shopdb",
     ])
     .ok();
-    // Writes go on through the whole backup.
+    // Writes go on through the whole backup: pgbench appends a row to
+    // pgbench_history for each transaction.
     docker(&[
-        "exec", "-d", &source, "pgbench", "-U", "shop", "-c", "2", "-T", "60", "shopdb",
+        "exec", "-d", &source, "pgbench", "-U", "shop", "-c", "2", "-T", "120", "shopdb",
     ])
     .ok();
-    std::thread::sleep(Duration::from_millis(500));
+    let written = || {
+        sql(&source, "shopdb", "SELECT count(*) FROM pgbench_history")
+            .parse::<u64>()
+            .expect("a count")
+    };
+    wait_until("pgbench writes", Duration::from_secs(60), || written() > 0);
+    let before = written();
 
     let plan = env
         .lifeboat(&["backup", &volume, "--plan", "--json"])
@@ -109,6 +116,13 @@ fn postgres_dump_under_load_restores_with_the_recorded_row_counts() {
     let history = shop["tables"]["public.pgbench_history"]
         .as_u64()
         .expect("history count");
+    // The load was in flight: rows came between the count before the
+    // backup and the dump's snapshot, and after it, while it ran.
+    let after = written();
+    assert!(
+        before < history && history < after,
+        "pgbench was not writing around the dump: {before} before, {history} in the dump, {after} after"
+    );
 
     // A fresh container, another password: the dump brings the data, but
     // not the source's password for the role the fresh server already has.
@@ -507,10 +521,16 @@ fn mariadb_dump_under_load_restores_with_the_recorded_row_counts() {
         &source,
         "sh",
         "-c",
-        "for i in $(seq 1 2000); do mariadb -uroot -e 'INSERT INTO shop.ticks () VALUES ()'; done",
+        "for i in $(seq 1 20000); do mariadb -uroot -e 'INSERT INTO shop.ticks () VALUES ()'; done",
     ])
     .ok();
-    std::thread::sleep(Duration::from_millis(500));
+    let ticked = || {
+        maria_sql(&source, "root-pw-1", "SELECT COUNT(*) FROM shop.ticks")
+            .parse::<u64>()
+            .expect("a count")
+    };
+    wait_until("the inserts run", Duration::from_secs(60), || ticked() > 0);
+    let before = ticked();
 
     let backup = env.lifeboat(&["backup", &volume, "--json"]).ok();
     assert!(!backup.stdout.contains("root-pw-1") && !backup.stderr.contains("root-pw-1"));
@@ -532,6 +552,13 @@ fn mariadb_dump_under_load_restores_with_the_recorded_row_counts() {
     assert_eq!(tables["orders"], 300, "{manifest}");
     assert_eq!(tables["empty_one"], 0, "{manifest}");
     let ticks = tables["ticks"].as_u64().expect("ticks counted");
+    // The load was in flight: rows came between the count before the
+    // backup and the dump's snapshot, and after it, while it ran.
+    let after = ticked();
+    assert!(
+        before < ticks && ticks < after,
+        "the inserts were not running around the dump: {before} before, {ticks} in the dump, {after} after"
+    );
 
     let (fresh, _) = mariadb(&env, "maria-fresh", "root-pw-2");
     let report = env
@@ -655,7 +682,13 @@ fn redis_rdb_restores_into_an_append_only_container_and_survives_a_restart() {
         "i=0; while [ $i -lt 3000 ]; do redis-cli SET live:$i x > /dev/null; i=$((i+1)); done",
     ])
     .ok();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the writes run", Duration::from_secs(60), || {
+        docker(&["exec", &source, "redis-cli", "EXISTS", "live:0"])
+            .ok()
+            .stdout
+            .trim()
+            == "1"
+    });
 
     let backup = env.lifeboat(&["backup", &volume, "--json"]).ok().json();
     assert_eq!(backup["targets"][0]["strategy"], "dump");

@@ -9,7 +9,7 @@ use std::path::Path;
 use rustic_core::repofile::Node;
 
 use crate::error::{Error, Result};
-use crate::node::{unix_permissions, xattrs_of};
+use crate::repo::node::{unix_permissions, xattrs_of};
 
 /// Whether a directory has no entries.
 pub(crate) fn is_empty_dir(path: &Path) -> Result<bool> {

@@ -28,19 +28,12 @@ pub mod spec;
 pub mod stop;
 pub mod tmpfs;
 
-mod archiver;
-mod crypto;
 mod fsmeta;
 mod host;
-mod local_packs;
-mod lock;
-mod node;
 mod paths;
-mod restorer;
 mod source;
 mod tar_reader;
 mod tarball;
-mod verify;
 
 pub use error::{Error, ErrorClass, Result};
 pub use host::raise_open_file_limit;

@@ -1368,7 +1368,7 @@ async fn clear(
 }
 
 /// Writes the snapshot into the empty target, then checks that the target
-/// holds exactly the snapshot (see [`crate::verify`]).
+/// holds exactly the snapshot (see [`crate::repo::verify`]).
 async fn write(
     engine: &Engine,
     repo: &Repo,
@@ -1388,7 +1388,7 @@ async fn write(
                 let reader = repo.reader()?;
                 let root = reader.root(&snapshot, &path)?;
                 reader.restore_to_dir(&root, &dir, progress)?;
-                crate::verify::verify_directory(&reader, &root, &dir)
+                crate::repo::verify::verify_directory(&reader, &root, &dir)
             })
             .await
         }
@@ -1409,7 +1409,7 @@ async fn write(
                 blocking(move || {
                     let reader = repo.reader()?;
                     let root = reader.root(&snapshot, &path)?;
-                    crate::verify::verify_archive(&reader, &root, &target, stream)
+                    crate::repo::verify::verify_archive(&reader, &root, &target, stream)
                 })
                 .await
             }

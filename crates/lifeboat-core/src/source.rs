@@ -21,8 +21,8 @@ use rustic_core::{
     RusticError, RusticResult,
 };
 
-use crate::node::{Kind, node_from_tar};
 use crate::progress::TransferProgress;
+use crate::repo::node::{Kind, node_from_tar};
 use crate::tar_reader::{TarEntry, TarReader};
 
 /// Files up to this size are held in memory between the archive stream and

@@ -19,7 +19,7 @@ use std::io::Read;
 
 use rustic_core::jiff::Timestamp;
 
-use crate::node::{TarMeta, parse_pax_time};
+use crate::repo::node::{TarMeta, parse_pax_time};
 
 const BLOCK: usize = 512;
 

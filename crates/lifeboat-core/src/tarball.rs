@@ -16,9 +16,9 @@ use bytes::Bytes;
 use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
-use crate::node::{split_dev, unix_permissions, xattrs_of};
 use crate::progress::TransferProgress;
 use crate::repo::RepoReader;
+use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
 
 /// Writes `root` as the directory `prefix` and the tree below it to `out`.
 ///

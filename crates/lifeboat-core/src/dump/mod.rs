@@ -33,10 +33,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, ExecChunk};
 use crate::error::{Error, Result};
-use crate::node::{Kind, go_mode};
 use crate::plan::Database;
 use crate::progress::TransferProgress;
 use crate::repo::RepoReader;
+use crate::repo::node::{Kind, go_mode};
 use crate::source::{SharedLog, record_fatal};
 
 /// The manifest's file name, in the database's directory of the snapshot.

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
-use crate::node::{makedev, unix_permissions};
 use crate::repo::RepoReader;
+use crate::repo::node::{makedev, unix_permissions};
 use crate::tar_reader::TarReader;
 
 /// How many differences a failed check names.

@@ -30,9 +30,9 @@ use std::sync::{Mutex, mpsc};
 use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
-use crate::node::{split_dev, unix_permissions, xattrs_of};
 use crate::progress::TransferProgress;
 use crate::repo::RepoReader;
+use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
 
 /// How many files wait for a worker.
 const QUEUE: usize = 64;

@@ -20,9 +20,17 @@ use rustic_core::{
 };
 use serde::Serialize;
 
+pub(crate) mod archiver;
+pub(crate) mod crypto;
+pub(crate) mod local_packs;
+pub(crate) mod lock;
+pub(crate) mod node;
+pub(crate) mod restorer;
+pub(crate) mod verify;
+
 use crate::error::{Error, Result};
-use crate::local_packs::LocalPacks;
 use crate::progress::TransferProgress;
+use local_packs::LocalPacks;
 
 /// Where the repository is and how to open it.
 #[derive(Clone, Debug)]
@@ -452,7 +460,7 @@ pub struct Repo {
     /// Set when the run is interrupted: nothing is published after that.
     cancelled: Arc<std::sync::atomic::AtomicBool>,
     /// The shared lock held while the repository is in use.
-    _lock: Option<Arc<crate::lock::LockGuard>>,
+    _lock: Option<Arc<crate::repo::lock::LockGuard>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -595,9 +603,9 @@ impl Repo {
         let key = open.key();
         let lock = match settings.local_path() {
             Some(dir) => {
-                let lock = crate::lock::lock_shared(&dir, &key, &settings.shown_location())?;
+                let lock = crate::repo::lock::lock_shared(&dir, &key, &settings.shown_location())?;
                 if lock.is_some() {
-                    let removed = crate::local_packs::remove_abandoned(&dir);
+                    let removed = crate::repo::local_packs::remove_abandoned(&dir);
                     if removed > 0 {
                         tracing::info!("removed {removed} unfinished pack(s) of a killed lifeboat");
                     }
@@ -654,9 +662,10 @@ impl Repo {
             .map_err(|e| self.error(&e))?
             .to_keys();
         let master = serde_json::to_vec(&self.key).map_err(|e| Error::Other(e.to_string()))?;
-        key_file.data = crate::crypto::seal_raw(&crate::crypto::raw_key(&encrypt, &k, &r), &master);
+        key_file.data =
+            crate::repo::crypto::seal_raw(&crate::repo::crypto::raw_key(&encrypt, &k, &r), &master);
         let bytes = serde_json::to_vec(&key_file).map_err(|e| Error::Other(e.to_string()))?;
-        let id: Id = crate::crypto::sha256_hex(&bytes)
+        let id: Id = crate::repo::crypto::sha256_hex(&bytes)
             .parse()
             .map_err(|e: Box<RusticError>| self.error(&e))?;
         backend
@@ -749,7 +758,7 @@ impl Repo {
         }
         self.gate.hold();
         let backend: Arc<dyn WriteBackend> = self.gate.clone();
-        let archived = crate::archiver::archive(
+        let archived = crate::repo::archiver::archive(
             &opened,
             backend,
             self.gate.packs.as_ref(),
@@ -825,7 +834,7 @@ impl Repo {
         // A copy names what it was copied from, as restic's do.
         file.original = Some(file.original.unwrap_or(file.id));
         file.id = Default::default();
-        let file = crate::archiver::write_snapshot(&opened, &*self.gate, file)?;
+        let file = crate::repo::archiver::write_snapshot(&opened, &*self.gate, file)?;
         Ok(snapshot_info(file))
     }
 
@@ -849,7 +858,7 @@ impl Repo {
         Ok(RepoReader {
             repo: indexed,
             gate: self.gate.clone(),
-            cipher: crate::crypto::cipher(&self.key),
+            cipher: crate::repo::crypto::cipher(&self.key),
             recursive: LsOptions::default().recursive(true),
             settings: self.settings.clone(),
         })
@@ -1019,7 +1028,7 @@ impl RepoReader {
             .gate
             .read_blob(&entry.pack, location.offset, location.length)
             .map_err(|e| self.error(&e))?;
-        crate::archiver::index::open_blob(&self.cipher, &stored, location.uncompressed_length)
+        crate::repo::archiver::index::open_blob(&self.cipher, &stored, location.uncompressed_length)
             .map_err(|why| Error::Repository {
                 location: self.settings.shown_location(),
                 message: format!("reading blob {id} of pack {}: {why}", entry.pack),
@@ -1038,7 +1047,7 @@ impl RepoReader {
             self.check_tree(root)?.bytes,
             std::sync::atomic::Ordering::Relaxed,
         );
-        crate::restorer::restore_tree(self, root, dest, &progress)
+        crate::repo::restorer::restore_tree(self, root, dest, &progress)
     }
 
     /// The number of bytes of a file's content, from the index (the size in

@@ -42,9 +42,9 @@ use rustic_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::local_packs::LocalPacks;
 use crate::progress::TransferProgress;
 use crate::repo::ArchiveRequest;
+use crate::repo::local_packs::LocalPacks;
 use chunker::{Chunker, Cutting};
 use pack::{Codec, Encoded, Packer};
 
@@ -95,7 +95,7 @@ where
         })?
         .to_string();
     snap.paths.add(snapshot_path);
-    let cipher = crate::crypto::cipher(&key);
+    let cipher = crate::repo::crypto::cipher(&key);
     let parent = find_parent(repo, &snap, request);
     let parent_root = parent
         .as_ref()
@@ -261,7 +261,7 @@ pub(crate) fn write_snapshot(
     backend: &dyn WriteBackend,
     mut snap: SnapshotFile,
 ) -> Result<SnapshotFile> {
-    let cipher = crate::crypto::cipher(&repo.key());
+    let cipher = crate::repo::crypto::cipher(&repo.key());
     let json = serde_json::to_vec(&snap).map_err(|e| Error::Other(e.to_string()))?;
     let id = pack::write_file(
         backend,

@@ -24,7 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::local_packs::{LocalPacks, PackFile};
+use crate::repo::local_packs::{LocalPacks, PackFile};
 
 /// The largest pack the format allows (what the repository library
 /// allows, for packs it can read back).
@@ -95,7 +95,7 @@ impl Codec {
             None
         };
         Ok(Self {
-            cipher: crate::crypto::cipher(key),
+            cipher: crate::repo::crypto::cipher(key),
             compressor,
             verify,
         })
@@ -124,7 +124,7 @@ impl Codec {
                 (out, None)
             }
         };
-        let nonce = crate::crypto::nonce()?;
+        let nonce = crate::repo::crypto::nonce()?;
         bytes[..16].copy_from_slice(&nonce);
         let tag = self
             .cipher
@@ -302,7 +302,7 @@ impl<'a> Packer<'a> {
         Ok(Self {
             backend,
             local,
-            cipher: crate::crypto::cipher(key),
+            cipher: crate::repo::crypto::cipher(key),
             files_level: level(config)?,
             data: Open::new(),
             trees: Open::new(),
@@ -492,7 +492,7 @@ fn header(blobs: &[PackedBlob]) -> Vec<u8> {
 
 /// Encrypts a small thing (a pack header, a file) with a fresh nonce.
 fn seal(cipher: &Aes256CtrPoly1305Aes, plain: &[u8]) -> Result<Vec<u8>> {
-    let nonce = crate::crypto::nonce()?;
+    let nonce = crate::repo::crypto::nonce()?;
     let mut out = Vec::with_capacity(plain.len() + 32);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plain);
@@ -566,7 +566,7 @@ mod tests {
         assert_eq!(&h[38..42], &50u32.to_le_bytes());
         assert_eq!(&h[42..46], &300u32.to_le_bytes());
         // What a pack reserves for its header is enough for any blobs.
-        let cipher = crate::crypto::cipher(&MasterKey::new());
+        let cipher = crate::repo::crypto::cipher(&MasterKey::new());
         let sealed = seal(&cipher, &h).expect("sealed");
         assert!(sealed.len() + 4 <= stored_header_len(blobs.len()));
     }

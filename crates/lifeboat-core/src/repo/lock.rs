@@ -23,9 +23,9 @@ use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{seal, unseal};
 use crate::error::{Error, Result};
 use crate::host::hostname;
+use crate::repo::crypto::{seal, unseal};
 
 /// How often a held lock is rewritten with a fresh time.
 const REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -213,7 +213,7 @@ impl Drop for LockGuard {
 fn write_lock(repo_dir: &Path, key: &MasterKey, info: &LockInfo) -> Result<PathBuf> {
     let json = serde_json::to_vec(info).map_err(|e| Error::Other(e.to_string()))?;
     let sealed = seal(key, &json);
-    let id = crate::crypto::sha256_hex(&sealed);
+    let id = crate::repo::crypto::sha256_hex(&sealed);
     let path = repo_dir.join("locks").join(id);
     // The temporary file's own errors name its path already.
     let bare = |e: std::io::Error| {

@@ -141,7 +141,7 @@ impl Known {
         )
         .map_err(|e| bad(e.display_log()))?;
         let plain = open_blob(cipher, &stored, place.uncompressed).map_err(bad)?;
-        if Id::new(crate::archiver::pack::hash(&plain)) != *id {
+        if Id::new(crate::repo::archiver::pack::hash(&plain)) != *id {
             return Err(bad("its content does not match its id".to_string()));
         }
         serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))

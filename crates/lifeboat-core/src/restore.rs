@@ -1387,7 +1387,7 @@ async fn write(
             blocking(move || {
                 let reader = repo.reader()?;
                 let root = reader.root(&snapshot, &path)?;
-                reader.restore_to_dir(&root, &dir, progress)?;
+                crate::repo::restorer::restore_tree(&reader, &root, &dir, &progress)?;
                 crate::repo::verify::verify_directory(&reader, &root, &dir)
             })
             .await

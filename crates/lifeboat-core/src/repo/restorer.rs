@@ -37,13 +37,17 @@ use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
 /// How many files wait for a worker.
 const QUEUE: usize = 64;
 
-/// Writes the tree below `root` into `dest`, an existing, empty directory.
+/// Writes the tree below `root` into `dest`, an existing, empty directory,
+/// and gives `dest` itself the root's metadata.
 pub(crate) fn restore_tree(
     reader: &RepoReader,
     root: &Node,
     dest: &Path,
     progress: &TransferProgress,
 ) -> Result<()> {
+    progress
+        .bytes_total
+        .store(reader.check_tree(root)?.bytes, Ordering::Relaxed);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);

@@ -27,7 +27,7 @@ pub(crate) mod pack;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,10 +43,40 @@ use rustic_core::{
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::repo::ArchiveRequest;
 use crate::repo::local_packs::LocalPacks;
 use chunker::{Chunker, Cutting};
 use pack::{Codec, Encoded, Packer};
+
+/// What to archive and how to label it.
+pub(crate) struct ArchiveRequest {
+    pub(crate) base: PathBuf,
+    pub(crate) snapshot_path: PathBuf,
+    pub(crate) tags: Vec<String>,
+    pub(crate) description: Option<String>,
+    /// The snapshot's label: snapshots of one path with different labels
+    /// never serve as each other's parent (a dump's files are not the
+    /// volume's files).
+    pub(crate) label: Option<String>,
+    /// The snapshot unchanged files are taken from, instead of the latest
+    /// of the same path.
+    pub(crate) parent: Option<String>,
+    /// Whether unchanged files may be taken from the previous snapshot of
+    /// the same path without reading them.
+    pub(crate) use_parent: bool,
+    /// Whether a thread of its own lists the source ahead of the walk:
+    /// worth it where listing is work (a `stat` and the extended
+    /// attributes of each file on the host), not where the source parses
+    /// on a thread of its own already and its entries carry their files'
+    /// content (the engine's archive), which would only wait in memory.
+    pub(crate) list_ahead: bool,
+    /// Whether the files are commands' output, of unknown length until
+    /// read (dumps). Each then goes to a worker alone, so that dumps of
+    /// several databases can run side by side, and a file that waits for
+    /// another (a manifest waiting for the counts taken from a dump) never
+    /// queues behind it in one worker's batch.
+    pub(crate) streams: bool,
+    pub(crate) progress: Arc<TransferProgress>,
+}
 
 /// How many source entries go to the walk at once, and how many such
 /// batches may wait: the lister keeps ahead without holding the tree. A

@@ -14,12 +14,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::dump::Database;
 use crate::dump::DumpSource;
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::hooks::Phase;
 use crate::inventory::{Inventory, Target};
-use crate::plan::{Database, PlannedTarget, Strategy};
+use crate::plan::{PlannedTarget, Strategy};
 use crate::progress::TransferProgress;
 use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
 use crate::source::{

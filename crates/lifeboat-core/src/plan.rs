@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dump::{Database, DumpFrom};
 use crate::engine::{EngineContainer, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{Content, Inventory, Target, database_mount};
@@ -68,48 +69,6 @@ impl std::fmt::Display for Strategy {
             Self::Live => "live",
         })
     }
-}
-
-/// A database lifeboat can dump.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Database {
-    Postgres,
-    Mariadb,
-    Mysql,
-    Redis,
-}
-
-impl Database {
-    fn of(content: Content) -> Option<Self> {
-        match content {
-            Content::Postgres => Some(Self::Postgres),
-            Content::Mariadb => Some(Self::Mariadb),
-            Content::Mysql => Some(Self::Mysql),
-            Content::Redis => Some(Self::Redis),
-            Content::Mongo | Content::Cache | Content::Files => None,
-        }
-    }
-
-    /// The directory of the dump files in a snapshot.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Mariadb => "mariadb",
-            Self::Mysql => "mysql",
-            Self::Redis => "redis",
-        }
-    }
-}
-
-/// The running container whose database a dump is taken from.
-#[derive(Clone, Debug, Serialize)]
-pub struct DumpFrom {
-    pub database: Database,
-    pub container: String,
-    pub image: String,
-    /// Where the container mounts the target (its data directory).
-    pub data_path: String,
 }
 
 /// One target with its strategy.
@@ -444,10 +403,21 @@ fn label_strategy(labels: &BTreeMap<String, String>, on: &str) -> Option<(Strate
 }
 
 /// The running container whose database lives in the target.
+/// The database that keeps its data in a target holding `content`.
+fn database_of(content: Content) -> Option<Database> {
+    match content {
+        Content::Postgres => Some(Database::Postgres),
+        Content::Mariadb => Some(Database::Mariadb),
+        Content::Mysql => Some(Database::Mysql),
+        Content::Redis => Some(Database::Redis),
+        Content::Mongo | Content::Cache | Content::Files => None,
+    }
+}
+
 fn running_database(target: &Target) -> Option<DumpFrom> {
     target.users.iter().find_map(|u| {
         let (content, data_dir) = database_mount(u)?;
-        let database = Database::of(content)?;
+        let database = database_of(content)?;
         (u.running && u.read_write && data_dir).then(|| DumpFrom {
             database,
             container: u.container.clone(),

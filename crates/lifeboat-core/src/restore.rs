@@ -16,10 +16,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::backup::{Reader, ReaderChoice, backup_target};
+use crate::dump::Database;
 use crate::engine::{Engine, EngineVolume, HELPER_MOUNT, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
-use crate::plan::Database;
 use crate::progress::TransferProgress;
 use crate::repo::{Repo, SnapshotInfo, SnapshotListing, TreeSummary};
 use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};

@@ -24,6 +24,7 @@ mod lines;
 mod model;
 pub mod rules;
 pub mod sarif;
+mod shell;
 pub mod variables;
 
 use std::path::PathBuf;

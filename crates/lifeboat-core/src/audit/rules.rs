@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::compose::split_words;
 use super::model::{Mount, MountType, Origin, Owner, Service, Stack, VolumeDecl};
+use super::shell::split_words;
 use super::{Finding, Severity};
 use crate::inventory::{self, Content};
 use crate::tmpfs::TmpfsSize;

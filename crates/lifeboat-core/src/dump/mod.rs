@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, ExecChunk};
 use crate::error::{Error, Result};
-use crate::plan::Database;
 use crate::progress::TransferProgress;
 use crate::repo::RepoReader;
 use crate::repo::node::{Kind, go_mode};
@@ -118,6 +117,38 @@ pub(crate) fn shell(script: &str, args: &[&str]) -> Vec<String> {
     ];
     cmd.extend(args.iter().map(|a| (*a).to_string()));
     cmd
+}
+
+/// A database lifeboat can dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Database {
+    Postgres,
+    Mariadb,
+    Mysql,
+    Redis,
+}
+
+impl Database {
+    /// The directory of the dump files in a snapshot.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mariadb => "mariadb",
+            Self::Mysql => "mysql",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// The running container whose database a dump is taken from.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpFrom {
+    pub database: Database,
+    pub container: String,
+    pub image: String,
+    /// Where the container mounts the target (its data directory).
+    pub data_path: String,
 }
 
 /// The end of a command's error output, for messages.

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use super::{
     CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, Slot, Tap, run, shell,
 };
+use super::{Database, DumpFrom};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::plan::{Database, DumpFrom};
 use crate::progress::TransferProgress;
 use crate::source::SharedLog;
 

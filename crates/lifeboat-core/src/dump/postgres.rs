@@ -31,9 +31,9 @@ use super::{
     CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, Slot, StderrTail,
     file_stem, run, shell,
 };
+use super::{Database, DumpFrom};
 use crate::engine::{Engine, Exec, ExecChunk};
 use crate::error::{Error, Result};
-use crate::plan::{Database, DumpFrom};
 use crate::progress::TransferProgress;
 use crate::source::{SharedLog, record_fatal};
 

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, run, shell};
+use super::{Database, DumpFrom};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::plan::{Database, DumpFrom};
 use crate::progress::TransferProgress;
 use crate::source::SharedLog;
 use crate::stop::{Journal, Pending};

@@ -548,19 +548,35 @@ fn verdict(log: &SharedLog) -> std::result::Result<(), String> {
 }
 
 /// Streams a helper's archive into a blocking reader.
-pub(crate) fn stream_reader(engine: &Engine, helper: &Helper, path: &str) -> ChunkReader {
+/// Streams a helper's archive into a blocking reader. Cancelled (or its
+/// abort handle used), the task that pumps it closes the engine's stream,
+/// and the reader sees the stream end: the engine holds the helper while
+/// the stream is open, so a backup given up must close it, or removing the
+/// helper waits for the whole volume to be streamed.
+pub(crate) fn stream_reader(
+    engine: &Engine,
+    helper: &Helper,
+    path: &str,
+    cancel: crate::cancel::Cancel,
+) -> (ChunkReader, tokio::task::AbortHandle) {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(STREAM_CHUNKS);
     let mut stream = Box::pin(engine.download(helper, path));
-    tokio::spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
-            let failed = chunk.is_err();
-            if tx.send(chunk).await.is_err() || failed {
-                return;
+    let pump = tokio::spawn(async move {
+        let pumped = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
             }
+        };
+        tokio::select! {
+            () = pumped => {}
+            () = cancel.cancelled() => {}
         }
     });
-    ChunkReader::new(rx)
+    (ChunkReader::new(rx), pump.abort_handle())
 }
 
 async fn archive_from_engine(
@@ -594,7 +610,12 @@ async fn archive_from_engine(
         return Err(e);
     }
     let base = PathBuf::from(HELPER_MOUNT);
-    let reader = stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
+    let (reader, pump) = stream_reader(
+        engine,
+        &helper,
+        &format!("{HELPER_MOUNT}/."),
+        repo.cancellation(),
+    );
     let spool = repo.settings().cache_dir.join("spool");
     let link_helper = Arc::new(std::sync::Mutex::new(None));
     let refetch = refetcher(
@@ -603,6 +624,7 @@ async fn archive_from_engine(
         link_helper.clone(),
         spool.clone(),
         progress.clone(),
+        repo.cancellation(),
     );
     let request = ArchiveRequest {
         base: base.clone(),
@@ -616,6 +638,7 @@ async fn archive_from_engine(
             root_name,
             spool_dir: spool,
             refetch,
+            close: Some(Box::new(move || pump.abort())),
         };
         let source = ArchiveSource::start(input, log.clone(), progress, size);
         repo.archive(&source, &request, || verdict(&log))
@@ -662,6 +685,7 @@ fn refetcher(
     slot: Arc<std::sync::Mutex<Option<Helper>>>,
     spool: PathBuf,
     progress: Arc<TransferProgress>,
+    cancel: crate::cancel::Cancel,
 ) -> crate::source::Refetch {
     let handle = tokio::runtime::Handle::current();
     Box::new(move |relative: &[u8]| -> std::io::Result<Payload> {
@@ -685,7 +709,7 @@ fn refetcher(
         let path = format!("{HELPER_MOUNT}/{relative}");
         let reader = {
             let _entered = handle.enter();
-            stream_reader(&engine, helper, &path)
+            stream_reader(&engine, helper, &path, cancel.clone()).0
         };
         let mut archive = crate::tar_reader::TarReader::new(reader);
         let entry = archive

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod cancel;
 pub mod dump;
 pub mod engine;
 pub mod error;

@@ -425,6 +425,7 @@ pub(crate) struct ArchiveSource {
     entries: Mutex<Option<mpsc::Receiver<ArchiveItem>>>,
     parser: Mutex<Option<std::thread::JoinHandle<()>>>,
     size: Option<u64>,
+    close: Option<Close>,
 }
 
 impl Drop for ArchiveSource {
@@ -435,6 +436,11 @@ impl Drop for ArchiveSource {
         if let Ok(mut rx) = self.entries.lock() {
             rx.take();
         }
+        // A parser in the middle of a large file would read it to its end
+        // first (hours, for a volume's biggest); closed, its stream ends.
+        if let Some(close) = self.close.take() {
+            close();
+        }
         if let Some(parser) = self.parser.lock().ok().and_then(|mut p| p.take()) {
             let _ = parser.join();
         }
@@ -444,6 +450,10 @@ impl Drop for ArchiveSource {
 /// Fetches the content of one file again, for hard links: the archive
 /// stream carries a link's content only once, under its first name.
 pub(crate) type Refetch = Box<dyn Fn(&[u8]) -> std::io::Result<Payload> + Send>;
+
+/// Closes the stream an [`ArchiveSource`] parses, when the source is done
+/// with before the stream ends.
+pub(crate) type Close = Box<dyn FnOnce() + Send + Sync>;
 
 /// What the engine-archive source reads and how it names it.
 pub(crate) struct ArchiveInput {
@@ -456,6 +466,7 @@ pub(crate) struct ArchiveInput {
     /// Where file content too large for memory waits.
     pub(crate) spool_dir: PathBuf,
     pub(crate) refetch: Refetch,
+    pub(crate) close: Option<Close>,
 }
 
 impl ArchiveSource {
@@ -497,6 +508,7 @@ impl ArchiveSource {
             entries: Mutex::new(Some(rx)),
             parser: Mutex::new(parser),
             size,
+            close: input.close,
         }
     }
 }
@@ -890,6 +902,7 @@ mod tests {
             root_name: OsString::from("vol"),
             spool_dir: std::env::temp_dir(),
             refetch: Box::new(|_| Err(std::io::Error::other("no refetch in tests"))),
+            close: None,
         };
         let source = ArchiveSource::start(
             input,

@@ -41,7 +41,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(cli.run()) {
+    let ran = runtime.block_on(cli.run());
+    // Work abandoned on SIGINT/SIGTERM may still run on blocking threads
+    // (a volume's read, hours long): it has been cancelled and its effects
+    // undone, so lifeboat exits now instead of waiting for it, as a killed
+    // one would. Finished work leaves nothing running.
+    runtime.shutdown_background();
+    match ran {
         Ok(code) if output::output_lost() => {
             errln!("lifeboat: the output could not be written whole");
             ExitCode::from(if code == exit::SUCCESS {

@@ -72,8 +72,9 @@ pub struct Repo {
     gate: Arc<SnapshotGate>,
     /// Archives run one at a time: the snapshot gate holds one at a time.
     archiving: Arc<Mutex<()>>,
-    /// Set when the run is interrupted: nothing is published after that.
-    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the run is interrupted: nothing is published after that,
+    /// and archives stop reading.
+    cancelled: crate::cancel::Cancel,
     /// The shared lock held while the repository is in use.
     _lock: Option<Arc<crate::repo::lock::LockGuard>>,
 }
@@ -242,7 +243,7 @@ impl Repo {
             _lock: lock,
             gate,
             archiving: Arc::new(Mutex::new(())),
-            cancelled: Arc::default(),
+            cancelled: crate::cancel::Cancel::default(),
         })
     }
 
@@ -380,6 +381,7 @@ impl Repo {
             source,
             request,
             snap,
+            self.cancelled.clone(),
         );
         let verdict = match archived {
             Ok(snap) => accept()
@@ -400,15 +402,21 @@ impl Repo {
         }
     }
 
-    /// Stops publishing snapshots: an archive still running (its thread
-    /// cannot be stopped half-way) ends without one.
+    /// Stops publishing snapshots: an archive still running stops reading
+    /// at its next step and ends without one, and the streams it reads
+    /// from the engine close.
     pub fn cancel(&self) {
-        self.cancelled
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancelled.cancel();
+    }
+
+    /// What [`Repo::cancel`] sets, for the work that reads for this
+    /// repository to watch.
+    pub(crate) fn cancellation(&self) -> crate::cancel::Cancel {
+        self.cancelled.clone()
     }
 
     fn not_cancelled(&self) -> std::result::Result<(), String> {
-        if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.cancelled.is_cancelled() {
             Err("the backup was interrupted".to_string())
         } else {
             Ok(())

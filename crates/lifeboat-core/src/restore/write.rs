@@ -402,8 +402,13 @@ pub(super) async fn write(
             let written = async {
                 upload(engine, repo, snapshot, &path, &helper, progress).await?;
                 // Read back through the same helper.
-                let stream =
-                    crate::backup::stream_reader(engine, &helper, &format!("{HELPER_MOUNT}/."));
+                let stream = crate::backup::stream_reader(
+                    engine,
+                    &helper,
+                    &format!("{HELPER_MOUNT}/."),
+                    crate::cancel::Cancel::default(),
+                )
+                .0;
                 let (repo, snapshot) = (repo.clone(), snapshot.clone());
                 let target = match destination {
                     Destination::Volume { volume, .. } => format!("volume {}", volume.name),

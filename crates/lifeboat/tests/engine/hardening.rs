@@ -772,7 +772,12 @@ fn an_interrupted_engine_archive_backup_leaves_no_helper() {
     // `docker volume rm` from removing the volume.
     let env = TestEnv::new("hard-sigint");
     env.init();
-    let volume = env.random_volume("big", 300);
+    // 8 GiB of holes: nothing on disk, but the engine's archive streams
+    // every zero, so the backup is still running when the signal comes,
+    // however fast or loaded the machine.
+    let volume = env.volume("big", &[]);
+    env.busybox(&[format!("{volume}:/v")], "truncate -s 8G /v/big")
+        .ok();
     let child = env.start_lifeboat(&["backup", &volume, "--via", "engine"]);
     let owner = format!("label=lifeboat.helper.owner={}/{}", hostname(), child.id());
     let helpers = || docker(&["ps", "-aq", "--filter", &owner]).ok().stdout;
@@ -780,12 +785,21 @@ fn an_interrupted_engine_archive_backup_leaves_no_helper() {
         !helpers().trim().is_empty()
     });
     signal_paused(child.id(), "-INT");
+    let signalled = std::time::Instant::now();
     let out = child.wait_with_output().expect("lifeboat ends");
     assert_eq!(
         out.status.code(),
         Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Not a speed target: a hang. Removing the helper waited for the
+    // engine to stream the whole volume (40 s and more for these zeros),
+    // since the engine holds a helper while its archive stream is open.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "lifeboat took {:?} to end after SIGINT",
+        signalled.elapsed()
     );
     assert_eq!(helpers().trim(), "", "a helper container stayed");
     docker(&["volume", "rm", &volume]).ok();

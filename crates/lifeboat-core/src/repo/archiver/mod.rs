@@ -107,6 +107,7 @@ pub(crate) fn archive<R>(
     source: &R,
     request: &ArchiveRequest,
     mut snap: SnapshotFile,
+    cancelled: crate::cancel::Cancel,
 ) -> Result<SnapshotFile>
 where
     R: ReadSource,
@@ -153,6 +154,7 @@ where
         nodes_ahead: AtomicUsize::new(0),
         walked: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        cancelled,
     };
     let mut codecs = (0..=workers)
         .map(|_| Codec::new(&key, &config))
@@ -475,6 +477,9 @@ struct Shared {
     /// The walk is over: it takes no more trees.
     walked: AtomicBool,
     stop: AtomicBool,
+    /// The run was interrupted ([`crate::repo::Repo::cancel`]): nothing
+    /// will be published, so nothing more is read.
+    cancelled: crate::cancel::Cancel,
 }
 
 impl Shared {
@@ -492,7 +497,9 @@ impl Shared {
     /// Whether everyone stops: the archive failed, or the caller asked it
     /// to stop (see [`TransferProgress::stop`]).
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.progress.stop_requested()
+        self.stop.load(Ordering::Relaxed)
+            || self.progress.stop_requested()
+            || self.cancelled.is_cancelled()
     }
 
     /// Whether this run should store the blob: neither the repository nor

@@ -162,7 +162,7 @@ pub async fn backup_planned(
     {
         return result.complete(Err(Error::BadRequest(refusal)), started);
     }
-    let mut journal = crate::stop::Journal::new(engine, &stop.state_dir);
+    let mut journal = crate::journal::Journal::new(engine, &stop.state_dir);
     // Post hooks are owed from the moment pre hooks may have run: an
     // interrupted or killed lifeboat leaves them to the journal. Without a
     // journal, no hook runs.
@@ -223,7 +223,7 @@ pub(crate) async fn backup_tagged(
     let started = Instant::now();
     let mut result = TargetBackup::new(&planned.target);
     result.strategy = Some(planned.strategy);
-    let mut journal = crate::stop::Journal::new(engine, state_dir);
+    let mut journal = crate::journal::Journal::new(engine, state_dir);
     let outcome = dump(engine, repo, planned, extra_tags, progress, &mut journal).await;
     result.complete(outcome, started)
 }
@@ -297,7 +297,7 @@ async fn stop_and_copy(
     repo: &Repo,
     planned: &PlannedTarget,
     settings: &StopRun,
-    journal: &mut crate::stop::Journal,
+    journal: &mut crate::journal::Journal,
     progress: Arc<TransferProgress>,
     result: &mut TargetBackup,
 ) -> Result<SnapshotInfo> {
@@ -357,7 +357,7 @@ async fn dump(
     planned: &PlannedTarget,
     extra_tags: &[String],
     progress: Arc<TransferProgress>,
-    journal: &mut crate::stop::Journal,
+    journal: &mut crate::journal::Journal,
 ) -> Result<SnapshotInfo> {
     if let Some(problem) = &planned.problem {
         return Err(Error::Other(problem.clone()));

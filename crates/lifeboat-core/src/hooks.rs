@@ -114,7 +114,7 @@ impl Hook {
 /// should lifeboat be stopped before it runs them itself; each waits for
 /// the pre hooks of its container that an interruption may have left
 /// running.
-pub(crate) fn owed_after(hooks: &[Hook]) -> Vec<crate::stop::Pending> {
+pub(crate) fn owed_after(hooks: &[Hook]) -> Vec<crate::journal::Pending> {
     hooks
         .iter()
         .filter(|h| h.phase == Phase::Post && h.running)
@@ -123,11 +123,11 @@ pub(crate) fn owed_after(hooks: &[Hook]) -> Vec<crate::stop::Pending> {
                 .iter()
                 .filter(|p| p.phase == Phase::Pre && p.container == h.container)
                 .collect();
-            crate::stop::Pending {
+            crate::journal::Pending {
                 timeout_seconds: h.timeout_seconds,
                 after: pre.iter().map(|p| p.command_line()).collect(),
                 after_seconds: pre.iter().map(|p| p.timeout_seconds).sum(),
-                ..crate::stop::Pending::new(
+                ..crate::journal::Pending::new(
                     &h.container,
                     h.command_line(),
                     format!("post-backup hook `{}`", h.command),
@@ -145,7 +145,7 @@ pub(crate) async fn run_phase(
     engine: &Engine,
     hooks: &[Hook],
     phase: Phase,
-    mut journal: Option<&mut crate::stop::Journal>,
+    mut journal: Option<&mut crate::journal::Journal>,
 ) -> (Vec<HookRun>, Option<Error>) {
     let owed = owed_after(hooks);
     let mut runs = Vec::new();

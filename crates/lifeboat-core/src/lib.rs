@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod hooks;
 pub mod inventory;
+pub mod journal;
 pub mod plan;
 pub mod progress;
 pub mod prune;

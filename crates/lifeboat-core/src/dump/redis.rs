@@ -20,9 +20,9 @@ use super::{CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase,
 use super::{Database, DumpFrom};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, Pending};
 use crate::progress::TransferProgress;
 use crate::source::SharedLog;
-use crate::stop::{Journal, Pending};
 
 /// Sets the client's password from the container's environment (the
 /// variables the common images use), then runs the command.

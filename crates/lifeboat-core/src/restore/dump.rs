@@ -201,7 +201,7 @@ pub async fn restore_dump(
                 .await
         }
         Database::Redis => {
-            let mut journal = crate::stop::Journal::new(engine, &request.state_dir);
+            let mut journal = crate::journal::Journal::new(engine, &request.state_dir);
             crate::dump::redis::restore_into(
                 engine,
                 &container,

@@ -161,7 +161,7 @@ impl Global {
     pub(crate) fn state_dir(&self) -> PathBuf {
         self.state_dir
             .clone()
-            .unwrap_or_else(lifeboat_core::stop::default_state_dir)
+            .unwrap_or_else(lifeboat_core::journal::default_state_dir)
     }
 
     pub(crate) fn repo_settings(&self) -> RepoSettings {
@@ -182,11 +182,11 @@ impl Global {
 /// journal waits is the engine contacted.
 async fn recover_first(global: &Global) {
     let state_dir = global.state_dir();
-    if !lifeboat_core::stop::journals_waiting(&state_dir) {
+    if !lifeboat_core::journal::journals_waiting(&state_dir) {
         return;
     }
     let recovered = match Engine::connect().await {
-        Ok(engine) => lifeboat_core::stop::recover(&engine, &state_dir, false).await,
+        Ok(engine) => lifeboat_core::journal::recover(&engine, &state_dir, false).await,
         Err(e) => Err(e),
     };
     match recovered {
@@ -209,7 +209,7 @@ pub(crate) async fn give_up(engine: &Engine, global: &Global, signal: &str) -> u
     if let Err(e) = engine.remove_own_helpers().await {
         errln!("lifeboat: {e}");
     }
-    match lifeboat_core::stop::recover(engine, &global.state_dir(), true).await {
+    match lifeboat_core::journal::recover(engine, &global.state_dir(), true).await {
         Ok(done) if !done.is_empty() => errln!("lifeboat: {}", done.join("; ")),
         Ok(_) => {}
         Err(e) => errln!("lifeboat: {e}"),

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod backup;
 pub mod cancel;
+pub mod config;
 pub mod dump;
 pub mod engine;
 pub mod error;

@@ -6,7 +6,7 @@
 //! its image declares (`VOLUME`s), who owns the root of each writable
 //! volume and bind mount and the `PG_VERSION` of PostgreSQL data (both read
 //! through the host path, when lifeboat can read it), and each volume's
-//! backup state (its policy from [`crate::plan::max_age`], its newest
+//! backup state (its policy from [`crate::config::max_age`], its newest
 //! restore point from the repository's snapshots).
 //!
 //! It never guesses: a fact it cannot read stays `None`, so the rules that
@@ -24,10 +24,10 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::model::{BackupState, MountType, Owner, Service, Stack};
 use super::rules::database_data;
+use crate::config::{Config, max_age};
 use crate::engine::{ContainerProcess, Engine, ImageConfig, MountKind};
 use crate::error::Result;
 use crate::inventory::{Content, Inventory, Target, restore_points};
-use crate::plan::{Config, max_age};
 use crate::repo::SnapshotInfo;
 use crate::spec::TargetKind;
 

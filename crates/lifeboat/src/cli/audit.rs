@@ -10,9 +10,9 @@ use lifeboat_core::audit::compose::{self, ComposeOptions};
 use lifeboat_core::audit::sarif::{SarifOptions, to_sarif};
 use lifeboat_core::audit::variables::compose_variables;
 use lifeboat_core::audit::{self, Finding, Location, Severity, Stack};
+use lifeboat_core::config::Config;
 use lifeboat_core::engine::Engine;
 use lifeboat_core::inventory::{self, InventoryOptions};
-use lifeboat_core::plan::Config;
 use lifeboat_core::repo::{RepoSettings, SnapshotInfo};
 
 use super::Global;

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 use lifeboat_core::backup::{BackupRun, Reader, StopSettings, backup_planned, select_targets};
+use lifeboat_core::config::Config;
 use lifeboat_core::engine::MountKind;
 use lifeboat_core::inventory::{self, InventoryOptions};
-use lifeboat_core::plan::{self, Config, PlannedTarget, StrategyFlags};
+use lifeboat_core::plan::{self, PlannedTarget, Strategy, StrategyFlags};
 use lifeboat_core::progress::TransferProgress;
 
 use super::{Global, Via};
@@ -50,7 +51,7 @@ pub(crate) struct BackupArgs {
 
 pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let flags = StrategyFlags::parse(&args.strategy)?;
+    let flags = strategy_flags(&args.strategy)?;
     let config = Config::find(global.config.as_deref())?;
     let opening = (!args.plan).then(|| super::start_opening(global.repo_settings()));
     let engine = super::connect().await?;
@@ -131,7 +132,7 @@ async fn back_up_all(
         display.finish();
         if !global.json {
             let how = match (result.strategy, result.reader) {
-                (Some(plan::Strategy::Dump), _) => "dump".to_string(),
+                (Some(Strategy::Dump), _) => "dump".to_string(),
                 (strategy, reader) => format!(
                     "{}{}",
                     strategy.map(|s| format!("{s}, ")).unwrap_or_default(),
@@ -265,5 +266,38 @@ fn reader_word(reader: Option<Reader>) -> &'static str {
         Some(Reader::Host) => "host-path reader",
         Some(Reader::Engine) => "engine-archive reader",
         None => "not read",
+    }
+}
+
+/// The `--strategy` values: `STRATEGY` for every target, or
+/// `TARGET=STRATEGY` for one (a volume's name or a bind mount's path).
+fn strategy_flags(values: &[String]) -> anyhow::Result<StrategyFlags> {
+    let mut flags = StrategyFlags::default();
+    for value in values {
+        match value.rsplit_once('=') {
+            Some((target, strategy)) => {
+                flags
+                    .by_target
+                    .insert(target.trim_end_matches('/').to_string(), strategy.parse()?);
+            }
+            None => flags.all = Some(value.parse()?),
+        }
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_are_given_for_all_targets_or_one() {
+        let flags = strategy_flags(&["live".into(), "/srv/data/=stop".into(), "db=dump".into()])
+            .expect("flags");
+        assert_eq!(flags.all, Some(Strategy::Live));
+        assert_eq!(flags.by_target["/srv/data"], Strategy::Stop);
+        assert_eq!(flags.by_target["db"], Strategy::Dump);
+        assert!(strategy_flags(&["snapshot".into()]).is_err());
+        assert!(strategy_flags(&["db=copy".into()]).is_err());
     }
 }

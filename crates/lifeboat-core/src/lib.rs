@@ -24,12 +24,12 @@ pub mod inventory;
 pub mod journal;
 pub mod plan;
 pub mod progress;
-pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod spec;
 pub mod stop;
 pub mod tmpfs;
+pub mod volume_prune;
 
 mod fsmeta;
 mod host;

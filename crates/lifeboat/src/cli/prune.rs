@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use lifeboat_core::inventory::{self, InventoryOptions};
 use lifeboat_core::progress::TransferProgress;
-use lifeboat_core::prune::{self, Candidate, PruneOptions};
+use lifeboat_core::volume_prune::{self, Candidate, PruneOptions};
 
 use super::{Global, Via};
 use crate::output::{ProgressDisplay, Table, errln, human_bytes, outln};
@@ -59,7 +59,7 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
     let names = args.volumes.clone();
     let targets = inventory.targets.clone();
     let candidates =
-        tokio::task::spawn_blocking(move || prune::candidates(&targets, &snapshots, &names))
+        tokio::task::spawn_blocking(move || volume_prune::candidates(&targets, &snapshots, &names))
             .await
             .context("reading volumes")??;
     let options = PruneOptions {
@@ -80,7 +80,7 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
     };
     let progress = Arc::new(TransferProgress::default());
     let display = ProgressDisplay::start("backing up", progress.clone(), !global.json);
-    let outcomes = prune::prune(&engine, &repo, &candidates, &options, progress).await;
+    let outcomes = volume_prune::prune(&engine, &repo, &candidates, &options, progress).await;
     display.finish();
     let failed = outcomes.iter().filter(|o| o.failed).count();
     if global.json {

@@ -69,7 +69,7 @@ pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8
                 let repo = repo.clone();
                 let name = name.clone();
                 tokio::task::spawn_blocking(move || {
-                    lifeboat_core::prune::pruned_snapshot(&repo.snapshots()?, &name)
+                    lifeboat_core::volume_prune::pruned_snapshot(&repo.snapshots()?, &name)
                 })
                 .await
                 .context("reading snapshots")??

@@ -1,4 +1,6 @@
-//! Removing unused volumes without losing data.
+//! Removing unused volumes without losing data (`lifeboat prune`; the
+//! module's name leaves "prune" and "forget" to the repository's
+//! retention).
 //!
 //! `docker volume prune` deletes every volume no container mounts, backed
 //! up or not. Here a volume goes only when a snapshot holds what it holds

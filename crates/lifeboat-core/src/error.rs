@@ -37,12 +37,8 @@ pub enum Error {
     )]
     EngineUnreachable { host: String, reason: String },
 
-    #[error("Docker engine: {action}: {source}")]
-    Engine {
-        action: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
+    #[error("Docker engine: {action}: {reason}")]
+    Engine { action: String, reason: String },
 
     #[error("no volume or bind mount named {0:?} on this engine (see `lifeboat ls`)")]
     UnknownTarget(String),
@@ -109,13 +105,6 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
-        }
-    }
-
-    pub(crate) fn engine(action: impl Into<String>, source: bollard::errors::Error) -> Self {
-        Self::Engine {
-            action: action.into(),
             source,
         }
     }

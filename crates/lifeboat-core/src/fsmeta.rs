@@ -106,7 +106,7 @@ pub(crate) fn apply_root_metadata(dir: &Path, node: &Node) -> Result<()> {
         }
     }
     if let Some(mtime) = meta.mtime {
-        let to_system = |t: rustic_core::jiff::Timestamp| std::time::SystemTime::from(t);
+        let to_system = |t: jiff::Timestamp| std::time::SystemTime::from(t);
         let mut times = FileTimes::new().set_modified(to_system(mtime));
         if let Some(atime) = meta.atime {
             times = times.set_accessed(to_system(atime));

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use nix::fcntl::{Flock, FlockArg};
-use rustic_core::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;

@@ -17,7 +17,7 @@
 
 use std::io::Read;
 
-use rustic_core::jiff::Timestamp;
+use jiff::Timestamp;
 
 use crate::repo::node::{TarMeta, parse_pax_time};
 

@@ -397,11 +397,11 @@ fn scan(root: &Path) -> std::io::Result<Scan> {
 }
 
 fn now() -> i64 {
-    rustic_core::jiff::Timestamp::now().as_second()
+    jiff::Timestamp::now().as_second()
 }
 
 fn rfc3339(epoch: i64) -> String {
-    rustic_core::jiff::Timestamp::from_second(epoch)
+    jiff::Timestamp::from_second(epoch)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| epoch.to_string())
 }

@@ -464,7 +464,7 @@ impl DumpSource {
         mut files: Vec<(String, DumpOpen)>,
     ) -> Self {
         files.sort_by(|a, b| a.0.cmp(&b.0));
-        let now = rustic_core::jiff::Timestamp::now();
+        let now = jiff::Timestamp::now();
         let meta = |mode: u32, kind: Kind| Metadata {
             mode: Some(go_mode(mode, kind)),
             mtime: Some(now),

@@ -143,6 +143,17 @@ impl Engine {
     }
 }
 
+impl Error {
+    /// A failed engine call, with the engine client's words for why: the
+    /// library's error type names no type of the client's.
+    pub(crate) fn engine(action: impl Into<String>, source: bollard::errors::Error) -> Self {
+        Self::Engine {
+            action: action.into(),
+            reason: source.to_string(),
+        }
+    }
+}
+
 /// The innermost message of an engine error: "connection refused" says more
 /// than "error trying to connect".
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

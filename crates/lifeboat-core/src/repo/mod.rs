@@ -265,7 +265,7 @@ impl Repo {
                 .ok()
                 .flatten()
                 .map(|u| u.name),
-            created: Some(rustic_core::jiff::Zoned::now()),
+            created: Some(jiff::Zoned::now()),
             kdf: "scrypt".to_string(),
             n: 1 << 15,
             r: 8,

@@ -9,7 +9,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use rustic_core::jiff::Timestamp;
+use jiff::Timestamp;
 use rustic_core::repofile::{Metadata, Node, NodeType};
 
 const GO_MODE_DIR: u32 = 1 << 31;

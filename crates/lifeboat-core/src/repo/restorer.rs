@@ -326,9 +326,8 @@ fn set_metadata_by_path(path: &Path, node: &Node, as_root: bool) -> Result<()> {
     if let Some(mtime) = meta.mtime {
         use nix::sys::stat::{UtimensatFlags, utimensat};
         use nix::sys::time::TimeSpec;
-        let spec = |t: rustic_core::jiff::Timestamp| {
-            TimeSpec::new(t.as_second(), i64::from(t.subsec_nanosecond()))
-        };
+        let spec =
+            |t: jiff::Timestamp| TimeSpec::new(t.as_second(), i64::from(t.subsec_nanosecond()));
         utimensat(
             nix::fcntl::AT_FDCWD,
             path,

@@ -162,7 +162,7 @@ pub async fn restore_dump(
                     "volume {volume} exists: bring the dump up on a new volume, or restore into the container that uses {volume} with --into"
                 )));
             }
-            let asked = rustic_core::jiff::Timestamp::now();
+            let asked = jiff::Timestamp::now();
             let made = engine
                 .create_volume(volume, "local", &Default::default(), &spec.labels)
                 .await?;
@@ -171,7 +171,7 @@ pub async fn restore_dump(
             let ours = made
                 .created_at
                 .as_deref()
-                .and_then(|t| t.parse::<rustic_core::jiff::Timestamp>().ok())
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                 .is_none_or(|t| t.as_second() + 2 >= asked.as_second());
             match bring_up(engine, database, &manifest, volume, image).await {
                 Ok(helper) => (

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Select, Sender};
-use rustic_core::jiff::Zoned;
+use jiff::Zoned;
 use rustic_core::repofile::{
     BlobType, Chunker as ChunkerKind, ConfigFile, Metadata, Node, NodeType, SnapshotFile, Tree,
 };

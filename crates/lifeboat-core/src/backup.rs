@@ -14,18 +14,18 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::dump::Database;
-use crate::dump::DumpSource;
+use crate::dump::{Database, dump_source};
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::hooks::Phase;
 use crate::inventory::{Inventory, Target};
+use crate::pipe::ChunkReader;
 use crate::plan::{PlannedTarget, Strategy};
 use crate::progress::TransferProgress;
-use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
-use crate::source::{
-    ArchiveInput, ArchiveSource, ChunkReader, HostSource, Payload, ReadLog, SharedLog, read_payload,
+use crate::repo::source::{
+    ArchiveInput, ArchiveSource, HostSource, Payload, ReadLog, Refetch, SharedLog, read_payload,
 };
+use crate::repo::{ArchiveRequest, Repo, SnapshotInfo};
 
 /// How many chunks of an archive stream may wait for the parser.
 const STREAM_CHUNKS: usize = 64;
@@ -395,7 +395,7 @@ async fn dump(
     match from.database {
         Database::Postgres => {
             let prepared = crate::dump::postgres::prepare(engine, from, &log, &progress).await?;
-            let source = DumpSource::new(root_name, Database::Postgres, prepared.files);
+            let source = dump_source(root_name, Database::Postgres, prepared.files);
             let repo = repo.clone();
             let archived = tokio::task::spawn_blocking(move || {
                 repo.archive(&source, &request, || verdict(&log))
@@ -407,7 +407,7 @@ async fn dump(
         Database::Redis => {
             let prepared =
                 crate::dump::redis::prepare(engine, from, &log, &progress, journal).await?;
-            let source = DumpSource::new(root_name, Database::Redis, prepared.files);
+            let source = dump_source(root_name, Database::Redis, prepared.files);
             let repo = repo.clone();
             let archived = tokio::task::spawn_blocking(move || {
                 repo.archive(&source, &request, || verdict(&log))
@@ -419,7 +419,7 @@ async fn dump(
         }
         Database::Mariadb | Database::Mysql => {
             let files = crate::dump::mysql::prepare(engine, from, &log, &progress).await?;
-            let source = DumpSource::new(root_name, from.database, files);
+            let source = dump_source(root_name, from.database, files);
             let repo = repo.clone();
             tokio::task::spawn_blocking(move || repo.archive(&source, &request, || verdict(&log)))
                 .await
@@ -686,7 +686,7 @@ fn refetcher(
     spool: PathBuf,
     progress: Arc<TransferProgress>,
     cancel: crate::cancel::Cancel,
-) -> crate::source::Refetch {
+) -> Refetch {
     let handle = tokio::runtime::Handle::current();
     Box::new(move |relative: &[u8]| -> std::io::Result<Payload> {
         let relative = std::str::from_utf8(relative).map_err(|_| {
@@ -737,12 +737,9 @@ impl BackupRun {
 mod tests {
     use std::io::{Cursor, Read};
 
-    use rustic_core::repofile::{Metadata, Node, NodeType};
-    use rustic_core::{ReadSource, ReadSourceEntry, RusticResult};
-
     use super::*;
+    use crate::repo::source::{CheckedOpen, ListedSource, Open};
     use crate::repo::testing::{repo_in, request};
-    use crate::source::CheckedOpen;
 
     /// Gives some bytes, then fails: a disk error in the middle of a file.
     struct FailsMidway(Cursor<Vec<u8>>);
@@ -756,38 +753,28 @@ mod tests {
         }
     }
 
-    struct OneBadFile(SharedLog);
+    impl Open for FailsMidway {
+        type Reader = Self;
 
-    impl ReadSource for OneBadFile {
-        type Open = CheckedOpen<FailsMidway>;
-        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Self::Open>>>;
-
-        fn size(&self) -> RusticResult<Option<u64>> {
-            Ok(None)
+        fn open(self) -> std::io::Result<Self> {
+            Ok(self)
         }
+    }
 
-        fn entries(&self) -> Self::Iter {
-            let node = |name: &str, t| Node::new_node(name.as_ref(), t, Metadata::default());
-            let open = CheckedOpen::new(
-                FailsMidway(Cursor::new(vec![7u8; 100_000])),
-                PathBuf::from("/b/data"),
-                self.0.clone(),
-                Arc::new(TransferProgress::default()),
-            );
-            vec![
-                Ok(ReadSourceEntry {
-                    path: "/b".into(),
-                    node: node("v", NodeType::Dir),
-                    open: None,
-                }),
-                Ok(ReadSourceEntry {
-                    path: "/b/data".into(),
-                    node: node("data", NodeType::File),
-                    open: Some(open),
-                }),
-            ]
-            .into_iter()
-        }
+    /// A source whose one file fails half-way through.
+    fn one_bad_file(log: &SharedLog) -> ListedSource<CheckedOpen<FailsMidway>> {
+        let open = CheckedOpen::new(
+            FailsMidway(Cursor::new(vec![7u8; 100_000])),
+            PathBuf::from("/b/data"),
+            log.clone(),
+            Arc::new(TransferProgress::default()),
+        );
+        ListedSource::new(
+            PathBuf::from("/b"),
+            OsString::from("v"),
+            "d",
+            vec![("data".to_string(), open)],
+        )
     }
 
     #[test]
@@ -795,7 +782,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());
         let log = SharedLog::default();
-        let result = repo.archive(&OneBadFile(log.clone()), &request(), || verdict(&log));
+        let result = repo.archive(&one_bad_file(&log), &request(), || verdict(&log));
         let err = result.expect_err("a snapshot was published");
         assert!(err.to_string().contains("/b/data"), "{err}");
         assert!(err.to_string().contains("input/output error"), "{err}");

@@ -34,9 +34,8 @@ pub mod volume_prune;
 mod fsmeta;
 mod host;
 mod paths;
-mod source;
+mod pipe;
 mod tar_reader;
-mod tarball;
 
 pub use error::{Error, ErrorClass, Result};
 pub use host::raise_open_file_limit;

@@ -25,18 +25,13 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use rustic_core::repofile::{Metadata, Node, NodeType};
-use rustic_core::{
-    ErrorKind, ReadSource, ReadSourceEntry, ReadSourceOpen, RusticError, RusticResult,
-};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, ExecChunk};
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::repo::RepoReader;
-use crate::repo::node::{Kind, go_mode};
-use crate::source::{SharedLog, record_fatal};
+use crate::repo::source::{ListedSource, Open, SharedLog, record_fatal};
+use crate::repo::{RepoReader, SnapshotNode};
 
 /// The manifest's file name, in the database's directory of the snapshot.
 pub const MANIFEST: &str = "lifeboat-manifest.json";
@@ -284,10 +279,10 @@ impl Read for DumpReader {
     }
 }
 
-impl ReadSourceOpen for DumpOpen {
+impl Open for DumpOpen {
     type Reader = DumpReader;
 
-    fn open(self) -> RusticResult<DumpReader> {
+    fn open(self) -> std::io::Result<DumpReader> {
         match self {
             Self::Bytes(b) => Ok(DumpReader::Bytes(std::io::Cursor::new(b))),
             Self::After { make, log } => make()
@@ -296,8 +291,7 @@ impl ReadSourceOpen for DumpOpen {
                     let message =
                         "no manifest: the row counts it records were not taken".to_string();
                     record_fatal(&log, message.clone());
-                    RusticError::new(ErrorKind::InputOutput, "{message}")
-                        .attach_context("message", message)
+                    std::io::Error::other(message)
                 }),
             Self::Command(open) => (*open).start().map(DumpReader::Command),
         }
@@ -305,12 +299,11 @@ impl ReadSourceOpen for DumpOpen {
 }
 
 impl CommandOpen {
-    fn start(mut self) -> RusticResult<CommandReader> {
+    fn start(mut self) -> std::io::Result<CommandReader> {
         self.progress.files_done.fetch_add(1, Ordering::Relaxed);
         let fail = |log: &SharedLog, message: String| {
             record_fatal(log, message.clone());
-            RusticError::new(ErrorKind::ExternalCommand, "{message}")
-                .attach_context("message", message)
+            std::io::Error::other(message)
         };
         let exec =
             match self
@@ -443,82 +436,25 @@ impl Drop for CommandReader {
     }
 }
 
-/// The files of a dump snapshot: the volume's root, the database's
-/// directory, and the files in it, each with how it gets its content.
-pub(crate) struct DumpSource {
-    entries: Mutex<Option<Vec<RusticResult<ReadSourceEntry<DumpOpen>>>>>,
-}
-
 /// The label of dump snapshots (see `ArchiveRequest::label`).
 pub(crate) const DUMP_LABEL: &str = "dump";
 
 /// The path dump entries are named below.
 pub(crate) const DUMP_BASE: &str = "/lifeboat-dump";
 
-impl DumpSource {
-    /// `files` are (name, content) in the database's directory, in any
-    /// order; they are sorted here, as the repository requires.
-    pub(crate) fn new(
-        root_name: OsString,
-        database: Database,
-        mut files: Vec<(String, DumpOpen)>,
-    ) -> Self {
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        let now = jiff::Timestamp::now();
-        let meta = |mode: u32, kind: Kind| Metadata {
-            mode: Some(go_mode(mode, kind)),
-            mtime: Some(now),
-            atime: Some(now),
-            uid: Some(0),
-            gid: Some(0),
-            ..Default::default()
-        };
-        let dir = PathBuf::from(DUMP_BASE).join(database.dir_name());
-        let mut entries = vec![
-            Ok(ReadSourceEntry {
-                path: PathBuf::from(DUMP_BASE),
-                node: Node::new_node(&root_name, NodeType::Dir, meta(0o700, Kind::Dir)),
-                open: None,
-            }),
-            Ok(ReadSourceEntry {
-                path: dir.clone(),
-                node: Node::new_node(
-                    database.dir_name().as_ref(),
-                    NodeType::Dir,
-                    meta(0o700, Kind::Dir),
-                ),
-                open: None,
-            }),
-        ];
-        for (name, open) in files {
-            entries.push(Ok(ReadSourceEntry {
-                path: dir.join(&name),
-                node: Node::new_node(name.as_ref(), NodeType::File, meta(0o600, Kind::File)),
-                open: Some(open),
-            }));
-        }
-        Self {
-            entries: Mutex::new(Some(entries)),
-        }
-    }
-}
-
-impl ReadSource for DumpSource {
-    type Open = DumpOpen;
-    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<DumpOpen>>>;
-
-    fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(None)
-    }
-
-    fn entries(&self) -> Self::Iter {
-        self.entries
-            .lock()
-            .ok()
-            .and_then(|mut e| e.take())
-            .unwrap_or_default()
-            .into_iter()
-    }
+/// The files of a dump snapshot: the volume's root, the database's
+/// directory, and the files in it, each with how it gets its content.
+pub(crate) fn dump_source(
+    root_name: OsString,
+    database: Database,
+    files: Vec<(String, DumpOpen)>,
+) -> ListedSource<DumpOpen> {
+    ListedSource::new(
+        PathBuf::from(DUMP_BASE),
+        root_name,
+        database.dir_name(),
+        files,
+    )
 }
 
 /// What a container holds that restoring the dump would replace, in words
@@ -560,14 +496,14 @@ pub(crate) async fn run(
 pub(crate) struct DumpFiles {
     pub(crate) reader: Arc<RepoReader>,
     /// The snapshot's root node (the volume's directory).
-    pub(crate) root: Node,
+    pub(crate) root: SnapshotNode,
     pub(crate) database: Database,
     pub(crate) progress: Arc<TransferProgress>,
 }
 
 impl DumpFiles {
     /// The node of a file in the database's directory.
-    pub(crate) async fn node(&self, file: &str) -> Result<Node> {
+    pub(crate) async fn node(&self, file: &str) -> Result<SnapshotNode> {
         let files = self.clone();
         let path = format!("{}/{file}", self.database.dir_name());
         tokio::task::spawn_blocking(move || files.reader.node_below(&files.root, &path))
@@ -630,7 +566,7 @@ pub(crate) async fn feed(
     container: &str,
     command: &[String],
     reader: Arc<RepoReader>,
-    node: Node,
+    node: SnapshotNode,
     progress: Arc<TransferProgress>,
 ) -> Result<Fed> {
     use tokio::io::AsyncWriteExt;
@@ -641,8 +577,7 @@ pub(crate) async fn feed(
         .ok_or_else(|| Error::Other("the engine gave no input to the command".into()))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(OUTPUT_CHUNKS);
     let producer = tokio::task::spawn_blocking(move || -> Result<()> {
-        let length = reader.content_length(&node)?;
-        let mut file = reader.file_reader(&node, length)?;
+        let mut file = reader.content(&node)?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = match file.read(&mut buf) {

@@ -17,7 +17,7 @@ use super::{Database, DumpFrom};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::source::SharedLog;
+use crate::repo::source::SharedLog;
 
 /// Runs the dump tool (`dump`) or the client (`client`) as root with the
 /// root password from the container's own environment, preferring the

@@ -35,7 +35,7 @@ use super::{Database, DumpFrom};
 use crate::engine::{Engine, Exec, ExecChunk};
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::source::{SharedLog, record_fatal};
+use crate::repo::source::{SharedLog, record_fatal};
 
 /// Sets the client's user and password from the container's own
 /// environment, as the official image defines it, then runs the command.

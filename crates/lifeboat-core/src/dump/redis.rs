@@ -10,7 +10,6 @@
 //! is an RDB).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Pending};
 use crate::progress::TransferProgress;
-use crate::source::SharedLog;
+use crate::repo::source::SharedLog;
 
 /// Sets the client's password from the container's environment (the
 /// variables the common images use), then runs the command.
@@ -531,7 +530,7 @@ async fn stage(
     p: &Persistence,
     staging: &str,
     dumps: &super::DumpFiles,
-    node: rustic_core::repofile::Node,
+    node: crate::repo::SnapshotNode,
 ) -> Result<()> {
     let mut entries: Vec<(String, Option<Vec<u8>>)> = vec![(p.rdb.clone(), None)];
     if p.aof {
@@ -556,7 +555,7 @@ async fn stage(
     }
     let staging = staging.to_string();
     let producer = tokio::task::spawn_blocking(move || -> Result<()> {
-        let out = crate::tarball::ChannelWriter::new(tx, files.progress.clone());
+        let out = crate::pipe::ChannelWriter::new(tx, files.progress.clone());
         let mut builder = tar::Builder::new(out);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -582,7 +581,6 @@ async fn stage(
                 )
                 .map_err(tar_error)?;
         }
-        let length = files.reader.content_length(&node)?;
         for (name, bytes) in &entries {
             let name = format!("{staging}/{name}");
             match bytes {
@@ -594,7 +592,8 @@ async fn stage(
                     )
                     .map_err(tar_error)?,
                 None => {
-                    let content: Box<dyn Read> = Box::new(files.reader.file_reader(&node, length)?);
+                    let content = files.reader.content(&node)?;
+                    let length = content.length();
                     builder
                         .append_data(
                             &mut header(length, tar::EntryType::Regular, 0o644),
@@ -611,7 +610,7 @@ async fn stage(
             .map_err(tar_error)
     });
     let uploaded = engine
-        .upload_into(container, &p.dir, crate::tarball::receiver_stream(rx))
+        .upload_into(container, &p.dir, crate::pipe::receiver_stream(rx))
         .await;
     let produced = producer
         .await

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{KeyFile, MasterKey};
 use rustic_core::{
-    ConfigOptions, Credentials, Id, KeyOptions, LsOptions, OpenStatus, ReadBackend, ReadSource,
-    Repository, RepositoryBackends, RepositoryOptions, RusticError, RusticResult, SnapshotOptions,
+    ConfigOptions, Credentials, Id, KeyOptions, LsOptions, OpenStatus, ReadBackend, Repository,
+    RepositoryBackends, RepositoryOptions, RusticError, RusticResult, SnapshotOptions,
     WriteBackend,
 };
 
@@ -31,6 +31,8 @@ pub(crate) mod local_packs;
 pub(crate) mod lock;
 pub(crate) mod node;
 pub(crate) mod restorer;
+pub(crate) mod source;
+pub(crate) mod tarball;
 pub(crate) mod verify;
 
 use crate::error::{Error, Result};
@@ -43,8 +45,8 @@ mod snapshots;
 mod tests;
 
 pub(crate) use archiver::ArchiveRequest;
-pub(crate) use reader::RepoReader;
 pub use reader::TreeSummary;
+pub(crate) use reader::{RepoReader, SnapshotNode};
 pub use settings::{OpenReport, PasswordSource, RepoSettings};
 pub(crate) use snapshots::readable_snapshots;
 pub use snapshots::{SnapshotInfo, SnapshotListing, UnreadableSnapshot};
@@ -353,9 +355,7 @@ impl Repo {
         accept: impl FnOnce() -> std::result::Result<(), String>,
     ) -> Result<SnapshotInfo>
     where
-        R: ReadSource + 'static,
-        <R as ReadSource>::Open: Send,
-        <R as ReadSource>::Iter: Send,
+        R: source::Source,
     {
         let _one_at_a_time = self
             .archiving

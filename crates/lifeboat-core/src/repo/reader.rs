@@ -33,6 +33,17 @@ impl Drop for RepoReader {
     }
 }
 
+/// A file or directory of a snapshot. What the repository records of it
+/// stays the repository's business: other rooms only hand it back.
+#[derive(Clone, Debug)]
+pub(crate) struct SnapshotNode(pub(in crate::repo) Node);
+
+impl SnapshotNode {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.0.is_dir()
+    }
+}
+
 /// One entry of a snapshot's tree below the restored root.
 pub(crate) struct TreeEntry {
     /// Relative to the restored root; empty for the root itself.
@@ -46,9 +57,10 @@ impl RepoReader {
     }
 
     /// The node at `path` in a snapshot.
-    pub(crate) fn root(&self, snapshot: &SnapshotInfo, path: &str) -> Result<Node> {
+    pub(crate) fn root(&self, snapshot: &SnapshotInfo, path: &str) -> Result<SnapshotNode> {
         self.repo
             .node_from_snapshot_and_path(&snapshot.file, path)
+            .map(SnapshotNode)
             .map_err(|e| self.error(&e))
     }
 
@@ -56,10 +68,10 @@ impl RepoReader {
     /// write outside the restore target: names that are empty, `.`, `..`
     /// or contain a slash, and duplicate names in one directory. Nothing is
     /// written before the whole tree has passed.
-    pub(crate) fn check_tree(&self, root: &Node) -> Result<TreeSummary> {
+    pub(crate) fn check_tree(&self, root: &SnapshotNode) -> Result<TreeSummary> {
         let mut summary = TreeSummary::default();
         let mut previous: Option<PathBuf> = None;
-        for item in self.walk(root)? {
+        for item in self.walk(&root.0)? {
             let TreeEntry { path, node } = item?;
             let raw_name = node.name();
             let raw = std::os::unix::ffi::OsStrExt::as_bytes(&*raw_name);
@@ -99,7 +111,10 @@ impl RepoReader {
     }
 
     /// The entries below `root` in tree order, paths relative to it.
-    pub(crate) fn walk(&self, root: &Node) -> Result<impl Iterator<Item = Result<TreeEntry>> + '_> {
+    pub(in crate::repo) fn walk(
+        &self,
+        root: &Node,
+    ) -> Result<impl Iterator<Item = Result<TreeEntry>> + '_> {
         let iter = self
             .repo
             .ls(root, &self.recursive)
@@ -111,7 +126,7 @@ impl RepoReader {
     }
 
     /// Writes a file's content.
-    pub(crate) fn dump(&self, node: &Node, w: &mut impl std::io::Write) -> Result<()> {
+    pub(in crate::repo) fn dump(&self, node: &Node, w: &mut impl std::io::Write) -> Result<()> {
         for id in node.content.iter().flatten() {
             let blob = self.data_blob(id)?;
             w.write_all(&blob)
@@ -138,7 +153,7 @@ impl RepoReader {
     /// The number of bytes of a file's content, from the index (the size in
     /// the node's metadata may differ when the file changed while it was
     /// read).
-    pub(crate) fn content_length(&self, node: &Node) -> Result<u64> {
+    pub(in crate::repo) fn content_length(&self, node: &Node) -> Result<u64> {
         let mut total = 0u64;
         for id in node.content.iter().flatten() {
             let entry = self.repo.get_index_entry(id).map_err(|e| self.error(&e))?;
@@ -148,7 +163,7 @@ impl RepoReader {
     }
 
     /// The blobs of a file's content, in order, with their lengths.
-    pub(crate) fn blob_lengths(&self, node: &Node) -> Result<Vec<(Id, u32)>> {
+    pub(in crate::repo) fn blob_lengths(&self, node: &Node) -> Result<Vec<(Id, u32)>> {
         node.content
             .iter()
             .flatten()
@@ -160,40 +175,40 @@ impl RepoReader {
     }
 
     /// A reader of a file's content, `length` bytes long.
-    pub(crate) fn file_reader(&self, node: &Node, length: u64) -> Result<FileReader<'_>> {
+    pub(in crate::repo) fn file_reader(&self, node: &Node, length: u64) -> Result<FileReader<'_>> {
         Ok(FileReader {
             reader: self,
             blobs: node.content.clone().unwrap_or_default().into_iter(),
             piece: bytes::Bytes::new(),
+            length,
             left: length,
         })
     }
 
+    /// A reader of a file's whole content, as the index records it.
+    pub(crate) fn content(&self, file: &SnapshotNode) -> Result<FileReader<'_>> {
+        let length = self.content_length(&file.0)?;
+        self.file_reader(&file.0, length)
+    }
+
     /// The whole content of a small file below `root` (a manifest).
-    pub(crate) fn read_small_file(&self, root: &Node, relative: &str) -> Result<Vec<u8>> {
-        let node = self
-            .repo
-            .node_from_path(
-                root.subtree.ok_or_else(|| {
-                    Error::Other("the snapshot's root is not a directory".to_string())
-                })?,
-                Path::new(relative),
-            )
-            .map_err(|e| self.error(&e))?;
-        let length = self.content_length(&node)?;
+    pub(crate) fn read_small_file(&self, root: &SnapshotNode, relative: &str) -> Result<Vec<u8>> {
+        let file = self.node_below(root, relative)?;
         let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut self.file_reader(&node, length)?, &mut data)
+        std::io::Read::read_to_end(&mut self.content(&file)?, &mut data)
             .map_err(|e| Error::io(relative, e))?;
         Ok(data)
     }
 
     /// The node of the file at `relative` below `root`.
-    pub(crate) fn node_below(&self, root: &Node, relative: &str) -> Result<Node> {
+    pub(crate) fn node_below(&self, root: &SnapshotNode, relative: &str) -> Result<SnapshotNode> {
         let tree = root
+            .0
             .subtree
             .ok_or_else(|| Error::Other("the snapshot's root is not a directory".to_string()))?;
         self.repo
             .node_from_path(tree, Path::new(relative))
+            .map(SnapshotNode)
             .map_err(|e| self.error(&e))
     }
 }
@@ -203,7 +218,15 @@ pub(crate) struct FileReader<'a> {
     reader: &'a RepoReader,
     blobs: std::vec::IntoIter<rustic_core::DataId>,
     piece: bytes::Bytes,
+    length: u64,
     left: u64,
+}
+
+impl FileReader<'_> {
+    /// How many bytes the whole content has.
+    pub(crate) fn length(&self) -> u64 {
+        self.length
+    }
 }
 
 impl std::io::Read for FileReader<'_> {

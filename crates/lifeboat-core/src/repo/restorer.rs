@@ -20,7 +20,7 @@
 //! the containers that use a volume.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, FileTimes};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,8 @@ use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::repo::RepoReader;
 use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
+use crate::repo::{RepoReader, SnapshotNode};
 
 /// How many files wait for a worker.
 const QUEUE: usize = 64;
@@ -41,7 +41,7 @@ const QUEUE: usize = 64;
 /// and gives `dest` itself the root's metadata.
 pub(crate) fn restore_tree(
     reader: &RepoReader,
-    root: &Node,
+    root: &SnapshotNode,
     dest: &Path,
     progress: &TransferProgress,
 ) -> Result<()> {
@@ -92,7 +92,7 @@ pub(crate) fn restore_tree(
                 None
             }
         };
-        let walked = walk(reader, root, dest, &tx, &mut later, as_root, &halt);
+        let walked = walk(reader, &root.0, dest, &tx, &mut later, as_root, &halt);
         drop(tx);
         if let Err(e) = walked {
             fail(e);
@@ -110,7 +110,7 @@ pub(crate) fn restore_tree(
     for (path, node) in later.dirs.iter().rev() {
         set_metadata_by_path(path, node, as_root)?;
     }
-    crate::fsmeta::apply_root_metadata(dest, root)
+    apply_root_metadata(dest, &root.0)
 }
 
 /// What is done once every file exists.
@@ -336,6 +336,37 @@ fn set_metadata_by_path(path: &Path, node: &Node, as_root: bool) -> Result<()> {
             UtimensatFlags::NoFollowSymlink,
         )
         .map_err(|e| Error::io(path, std::io::Error::from(e)))?;
+    }
+    Ok(())
+}
+/// Gives `dir` the metadata of the snapshot's root node.
+fn apply_root_metadata(dir: &Path, node: &Node) -> Result<()> {
+    let meta = &node.meta;
+    if meta.uid.is_some() || meta.gid.is_some() {
+        std::os::unix::fs::lchown(dir, meta.uid, meta.gid).map_err(|e| Error::io(dir, e))?;
+    }
+    if let Some(mode) = meta.mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(unix_permissions(mode)))
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    for (name, value) in xattrs_of(node) {
+        // A file system without extended attributes cannot hold them: that
+        // is the target's limit, not a failed restore.
+        match xattr::set(dir, &name, &value) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => {}
+            Err(e) => return Err(Error::io(dir, e)),
+        }
+    }
+    if let Some(mtime) = meta.mtime {
+        let to_system = |t: jiff::Timestamp| std::time::SystemTime::from(t);
+        let mut times = FileTimes::new().set_modified(to_system(mtime));
+        if let Some(atime) = meta.atime {
+            times = times.set_accessed(to_system(atime));
+        }
+        std::fs::File::open(dir)
+            .and_then(|f| f.set_times(times))
+            .map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
 }

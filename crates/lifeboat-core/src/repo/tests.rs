@@ -1,36 +1,44 @@
 use std::ffi::OsStr;
 use std::io::Cursor;
 
-use rustic_core::repofile::Metadata;
-use rustic_core::{ReadSourceEntry, RusticResult};
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustic_core::repofile::{Node, NodeType};
+use rustic_core::repofile::{Metadata, Node, NodeType};
 
 use super::settings::redact_url;
+use super::source::{Entry, Open, Source};
 use super::*;
 use crate::error::{Error, Result};
+
+impl Open for Cursor<Vec<u8>> {
+    type Reader = Self;
+
+    fn open(self) -> std::io::Result<Self> {
+        Ok(self)
+    }
+}
+
+type TestEntry = std::result::Result<Entry<Cursor<Vec<u8>>>, String>;
 
 /// A source that yields the entries it is given, names and all.
 struct Entries(Vec<(&'static str, &'static str, NodeType)>);
 
-impl ReadSource for Entries {
+impl Source for Entries {
     type Open = Cursor<Vec<u8>>;
-    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+    type Entries = std::vec::IntoIter<TestEntry>;
 
-    fn size(&self) -> RusticResult<Option<u64>> {
+    fn size(&self) -> std::result::Result<Option<u64>, String> {
         Ok(None)
     }
 
-    fn entries(&self) -> Self::Iter {
+    fn entries(&self) -> Self::Entries {
         self.0
             .iter()
             .map(|(path, name, node_type)| {
                 let node = Node::new_node(OsStr::new(name), node_type.clone(), Metadata::default());
                 let open = node.is_file().then(|| Cursor::new(b"data".to_vec()));
-                Ok(ReadSourceEntry {
+                Ok(Entry {
                     path: PathBuf::from(path),
                     node,
                     open,
@@ -67,28 +75,28 @@ fn distinct_content(i: usize) -> Vec<u8> {
         .collect()
 }
 
-impl ReadSource for Files {
+impl Source for Files {
     type Open = Cursor<Vec<u8>>;
-    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+    type Entries = std::vec::IntoIter<TestEntry>;
 
-    fn size(&self) -> RusticResult<Option<u64>> {
+    fn size(&self) -> std::result::Result<Option<u64>, String> {
         Ok(None)
     }
 
-    fn entries(&self) -> Self::Iter {
+    fn entries(&self) -> Self::Entries {
         let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
         let files = self.0.iter().map(|(name, content)| {
             let meta = Metadata {
                 size: content.len() as u64,
                 ..Metadata::default()
             };
-            Ok(ReadSourceEntry {
+            Ok(Entry {
                 path: PathBuf::from("/b").join(name),
                 node: Node::new_node(OsStr::new(name), NodeType::File, meta),
                 open: Some(Cursor::new(content.clone())),
             })
         });
-        std::iter::once(Ok(ReadSourceEntry {
+        std::iter::once(Ok(Entry {
             path: PathBuf::from("/b"),
             node: root,
             open: None,
@@ -103,26 +111,26 @@ impl ReadSource for Files {
 /// last one takes `pause` (a slow disk).
 struct Paths(Vec<(String, NodeType)>, std::time::Duration);
 
-impl ReadSource for Paths {
+impl Source for Paths {
     type Open = Cursor<Vec<u8>>;
-    type Iter = Box<dyn Iterator<Item = RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>> + Send>;
+    type Entries = Box<dyn Iterator<Item = TestEntry> + Send>;
 
-    fn size(&self) -> RusticResult<Option<u64>> {
+    fn size(&self) -> std::result::Result<Option<u64>, String> {
         Ok(None)
     }
 
-    fn entries(&self) -> Self::Iter {
+    fn entries(&self) -> Self::Entries {
         let root = Node::new_node(OsStr::new("v"), NodeType::Dir, Metadata::default());
         let below = self.0.iter().map(|(path, node_type)| {
             let path = PathBuf::from("/b").join(path);
             let name = path.file_name().unwrap_or_default().to_os_string();
-            Ok(ReadSourceEntry {
+            Ok(Entry {
                 node: Node::new_node(&name, node_type.clone(), Metadata::default()),
                 path,
                 open: None,
             })
         });
-        let entries: Vec<_> = std::iter::once(Ok(ReadSourceEntry {
+        let entries: Vec<_> = std::iter::once(Ok(Entry {
             path: PathBuf::from("/b"),
             node: root,
             open: None,
@@ -247,14 +255,14 @@ fn content_reads_back_whole_compressed_or_not() -> Result<()> {
     let reader = repo.reader()?;
     let root = reader.root(&snapshot, "/volumes/v")?;
     let node = reader.node_below(&root, "f")?;
-    assert!(node.content.as_ref().is_some_and(|c| c.len() > 1));
+    assert!(node.0.content.as_ref().is_some_and(|c| c.len() > 1));
     assert!(reader.read_small_file(&root, "f")? == content);
     let mut dumped = Vec::new();
-    reader.dump(&node, &mut dumped)?;
+    reader.dump(&node.0, &mut dumped)?;
     assert!(dumped == content);
     // A reader asked for less stops there.
     let mut head = Vec::new();
-    std::io::Read::read_to_end(&mut reader.file_reader(&node, 1000)?, &mut head)
+    std::io::Read::read_to_end(&mut reader.file_reader(&node.0, 1000)?, &mut head)
         .map_err(|e| Error::io("f", e))?;
     assert!(head == content[..1000]);
     Ok(())
@@ -276,8 +284,8 @@ fn a_file_is_as_long_as_what_was_read_of_it() -> Result<()> {
     let root = reader.root(&snapshot, "/volumes/v")?;
     for name in ["f", "g"] {
         let node = reader.node_below(&root, name)?;
-        assert_eq!(node.meta.size, 4, "{name}");
-        assert_eq!(reader.content_length(&node)?, 4, "{name}");
+        assert_eq!(node.0.meta.size, 4, "{name}");
+        assert_eq!(reader.content_length(&node.0)?, 4, "{name}");
     }
     assert_eq!(snapshot.bytes, Some(8));
     Ok(())
@@ -334,25 +342,25 @@ fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
 /// the bottom.
 struct Deep(usize);
 
-impl ReadSource for Deep {
+impl Source for Deep {
     type Open = Cursor<Vec<u8>>;
-    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Cursor<Vec<u8>>>>>;
+    type Entries = std::vec::IntoIter<TestEntry>;
 
-    fn size(&self) -> RusticResult<Option<u64>> {
+    fn size(&self) -> std::result::Result<Option<u64>, String> {
         Ok(None)
     }
 
-    fn entries(&self) -> Self::Iter {
+    fn entries(&self) -> Self::Entries {
         let dir = |name: &str| Node::new_node(OsStr::new(name), NodeType::Dir, Metadata::default());
         let mut path = PathBuf::from("/b");
-        let mut entries = vec![Ok(ReadSourceEntry {
+        let mut entries = vec![Ok(Entry {
             path: path.clone(),
             node: dir("v"),
             open: None,
         })];
         for _ in 0..self.0 {
             path.push("d");
-            entries.push(Ok(ReadSourceEntry {
+            entries.push(Ok(Entry {
                 path: path.clone(),
                 node: dir("d"),
                 open: None,
@@ -362,7 +370,7 @@ impl ReadSource for Deep {
             size: 6,
             ..Metadata::default()
         };
-        entries.push(Ok(ReadSourceEntry {
+        entries.push(Ok(Entry {
             path: path.join("f"),
             node: Node::new_node(OsStr::new("f"), NodeType::File, meta),
             open: Some(Cursor::new(b"bottom".to_vec())),

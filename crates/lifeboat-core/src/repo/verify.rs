@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
-use crate::repo::RepoReader;
 use crate::repo::node::{makedev, unix_permissions};
+use crate::repo::{RepoReader, SnapshotNode};
 use crate::tar_reader::TarReader;
 
 /// How many differences a failed check names.
@@ -108,7 +108,8 @@ fn parts_of(path: &Path) -> Vec<Vec<u8>> {
 impl<'a> Verifier<'a> {
     /// A check of `target` (named in messages) against the tree below
     /// `root`.
-    pub(crate) fn new(reader: &'a RepoReader, root: &Node, target: &str) -> Result<Self> {
+    fn new(reader: &'a RepoReader, root: &SnapshotNode, target: &str) -> Result<Self> {
+        let root = &root.0;
         let below = reader
             .walk(root)?
             .map(|e| e.map(|e| (parts_of(&e.path), e.node)))
@@ -300,7 +301,7 @@ impl<'a> Verifier<'a> {
 }
 
 /// Checks a directory on this host against the snapshot.
-pub(crate) fn verify_directory(reader: &RepoReader, root: &Node, dir: &Path) -> Result<()> {
+pub(crate) fn verify_directory(reader: &RepoReader, root: &SnapshotNode, dir: &Path) -> Result<()> {
     let mut verifier = Verifier::new(reader, root, &dir.display().to_string())?;
     for found in HostListing::new(dir) {
         verifier.found(found?)?;
@@ -312,7 +313,7 @@ pub(crate) fn verify_directory(reader: &RepoReader, root: &Node, dir: &Path) -> 
 /// root as `./`) against the snapshot, content included.
 pub(crate) fn verify_archive(
     reader: &RepoReader,
-    root: &Node,
+    root: &SnapshotNode,
     target: &str,
     stream: impl Read,
 ) -> Result<()> {
@@ -324,7 +325,7 @@ pub(crate) fn verify_archive(
         ))
     };
     while let Some(entry) = archive.next_entry().map_err(failed)? {
-        let parts = crate::source::archive_components(&entry.path).map_err(Error::Other)?;
+        let parts = crate::repo::source::archive_components(&entry.path).map_err(Error::Other)?;
         let meta = &entry.meta;
         let device = || {
             meta.device
@@ -335,8 +336,10 @@ pub(crate) fn verify_archive(
             b'5' => FoundType::Dir,
             b'2' => FoundType::Symlink(meta.link_target.clone().unwrap_or_default()),
             b'1' => FoundType::HardLink(
-                crate::source::archive_components(meta.link_target.as_deref().unwrap_or_default())
-                    .map_err(Error::Other)?,
+                crate::repo::source::archive_components(
+                    meta.link_target.as_deref().unwrap_or_default(),
+                )
+                .map_err(Error::Other)?,
             ),
             b'3' => FoundType::CharDevice(device()),
             b'4' => FoundType::BlockDevice(device()),

@@ -448,12 +448,12 @@ pub(super) async fn upload(
         tokio::task::spawn_blocking(move || -> Result<()> {
             let reader = repo.reader()?;
             let root = reader.root(&snapshot, &path)?;
-            let out = crate::tarball::ChannelWriter::new(tx, progress.clone());
+            let out = crate::pipe::ChannelWriter::new(tx, progress.clone());
             let prefix = Path::new(HELPER_MOUNT.trim_start_matches('/'));
-            crate::tarball::write_tree(&reader, &root, prefix, out, &progress)
+            crate::repo::tarball::write_tree(&reader, &root, prefix, out, &progress)
         })
     };
-    let stream = crate::tarball::receiver_stream(rx);
+    let stream = crate::pipe::receiver_stream(rx);
     let uploaded = engine.upload(helper, "/", stream).await;
     let produced = producer
         .await

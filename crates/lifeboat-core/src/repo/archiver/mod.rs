@@ -36,14 +36,12 @@ use jiff::Zoned;
 use rustic_core::repofile::{
     BlobType, Chunker as ChunkerKind, ConfigFile, Metadata, Node, NodeType, SnapshotFile, Tree,
 };
-use rustic_core::{
-    BlobId, DataId, FileType, Id, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen,
-    Repository, TreeId, WriteBackend,
-};
+use rustic_core::{BlobId, DataId, FileType, Id, OpenStatus, Repository, TreeId, WriteBackend};
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
 use crate::repo::local_packs::LocalPacks;
+use crate::repo::source::{Entry, Open, Source};
 use chunker::{Chunker, Cutting};
 use pack::{Codec, Encoded, Packer};
 
@@ -110,9 +108,7 @@ pub(crate) fn archive<R>(
     cancelled: crate::cancel::Cancel,
 ) -> Result<SnapshotFile>
 where
-    R: ReadSource,
-    <R as ReadSource>::Open: Send,
-    <R as ReadSource>::Iter: Send,
+    R: Source,
 {
     let started = Zoned::now();
     let config = repo.config().clone();
@@ -177,7 +173,7 @@ where
         if request.progress.wants_total.load(Ordering::Relaxed) {
             s.spawn(|| {
                 if let Err(e) = source.size() {
-                    tracing::debug!("sizing the source: {}", e.display_log());
+                    tracing::debug!("sizing the source: {e}");
                 }
             });
         }
@@ -373,7 +369,7 @@ where
     }
 }
 
-type EntryResult<O> = rustic_core::RusticResult<ReadSourceEntry<O>>;
+type EntryResult<O> = std::result::Result<Entry<O>, String>;
 
 /// The subtrees of a tree's directories, in name order, with their names.
 fn subtrees(tree: &Tree) -> Vec<(String, TreeId)> {
@@ -570,7 +566,7 @@ impl<'a> Outbox<'a> {
 }
 
 /// A worker: batches of whole files, one file at a time.
-fn work<O: ReadSourceOpen>(
+fn work<O: Open>(
     shared: &Shared,
     mut codec: Codec,
     jobs: &Receiver<Vec<Job<O>>>,
@@ -602,7 +598,7 @@ fn work<O: ReadSourceOpen>(
     }
 }
 
-fn read_file<O: ReadSourceOpen>(
+fn read_file<O: Open>(
     shared: &Shared,
     codec: &mut Codec,
     mut node: Node,
@@ -612,7 +608,7 @@ fn read_file<O: ReadSourceOpen>(
     let reader = open
         .ok_or_else(|| "no content to read".to_string())?
         .open()
-        .map_err(|e| e.display_log())?;
+        .map_err(|e| e.to_string())?;
     let mut chunker = Chunker::new(reader, &shared.cutting, node.meta.size);
     let mut content = Vec::new();
     let mut size = 0;
@@ -757,7 +753,7 @@ fn unchanged(before: &Node, now: &Node) -> bool {
         && (b.inode == 0 || n.inode == 0 || b.inode == n.inode)
 }
 
-impl<O: ReadSourceOpen> Walk<'_, O> {
+impl<O: Open> Walk<'_, O> {
     fn run(
         &mut self,
         entries: impl Iterator<Item = EntryResult<O>>,
@@ -775,10 +771,10 @@ impl<O: ReadSourceOpen> Walk<'_, O> {
             if request.progress.stop_requested() {
                 break;
             }
-            let ReadSourceEntry { path, node, open } = match entry {
+            let Entry { path, node, open } = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::warn!("skipping an entry: {}", e.display_log());
+                    tracing::warn!("skipping an entry: {e}");
                     continue;
                 }
             };

@@ -1,11 +1,4 @@
-//! What a backup reads: a volume's files, either straight from the host path
-//! or from the engine's archive stream.
-//!
-//! Both sources hand the repository a tree of entries. Both record every
-//! problem they meet in a [`ReadLog`]: the repository library only logs read
-//! errors and leaves the file out, so the backup consults the log before it
-//! lets a snapshot be written. A failed read must never produce a snapshot
-//! that looks complete.
+//! A volume read from the engine's archive stream.
 
 use std::ffi::OsString;
 use std::io::{Read, Seek, Write};
@@ -15,12 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
-use rustic_core::repofile::{Node, NodeType};
-use rustic_core::{
-    ErrorKind, LocalSource, LocalSourceSaveOptions, ReadSource, ReadSourceEntry, ReadSourceOpen,
-    RusticError, RusticResult,
-};
 
+use super::{CheckedOpen, Entry, Open, SharedLog, Source, record_fatal};
 use crate::progress::TransferProgress;
 use crate::repo::node::{Kind, node_from_tar};
 use crate::tar_reader::{TarEntry, TarReader};
@@ -32,353 +21,6 @@ const MEMORY_LIMIT: u64 = 4 << 20;
 /// How many parsed entries may wait for the chunker.
 const QUEUE_DEPTH: usize = 16;
 
-/// Problems met while reading a source.
-#[derive(Debug, Default)]
-pub(crate) struct ReadLog {
-    /// Reasons the snapshot must not be written.
-    pub(crate) fatal: Vec<String>,
-    /// Files that vanished between listing and reading: not an error for a
-    /// live volume, but reported.
-    pub(crate) vanished: Vec<String>,
-    /// Sockets, left out: a socket is made by the process that listens on
-    /// it, holds no data, and neither the engine's archive nor a restore
-    /// carries one.
-    pub(crate) sockets: Vec<String>,
-}
-
-pub(crate) type SharedLog = Arc<Mutex<ReadLog>>;
-
-pub(crate) fn record_fatal(log: &SharedLog, message: String) {
-    if let Ok(mut log) = log.lock() {
-        log.fatal.push(message);
-    }
-}
-
-fn io_error_of(err: &RusticError) -> Option<&std::io::Error> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        // The walker's errors do not expose their cause as a source.
-        if let Some(io) = c
-            .downcast_ref::<ignore::Error>()
-            .and_then(ignore::Error::io_error)
-        {
-            return Some(io);
-        }
-        cause = c.source();
-    }
-    None
-}
-
-fn record_vanished(log: &SharedLog, path: &Path) {
-    if let Ok(mut log) = log.lock() {
-        log.vanished.push(path.display().to_string());
-    }
-}
-
-/// A reader that records its errors.
-pub(crate) struct CheckedReader<R> {
-    inner: R,
-    path: PathBuf,
-    log: SharedLog,
-}
-
-impl<R: Read> Read for CheckedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            // The chunker retries an interrupted read.
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                record_fatal(&self.log, format!("{}: {e}", self.path.display()));
-            }
-        })
-    }
-}
-
-/// Opens a file of the engine-archive source, recording failures.
-pub(crate) struct CheckedOpen<O> {
-    inner: O,
-    path: PathBuf,
-    log: SharedLog,
-    progress: Arc<TransferProgress>,
-}
-
-impl<O> CheckedOpen<O> {
-    pub(crate) fn new(
-        inner: O,
-        path: PathBuf,
-        log: SharedLog,
-        progress: Arc<TransferProgress>,
-    ) -> Self {
-        Self {
-            inner,
-            path,
-            log,
-            progress,
-        }
-    }
-}
-
-impl<O: ReadSourceOpen> ReadSourceOpen for CheckedOpen<O> {
-    type Reader = CheckedReader<O::Reader>;
-
-    fn open(self) -> RusticResult<Self::Reader> {
-        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-        match self.inner.open() {
-            Ok(inner) => Ok(CheckedReader {
-                inner,
-                path: self.path,
-                log: self.log,
-            }),
-            Err(err) => {
-                let cause =
-                    io_error_of(&err).map_or_else(|| err.display_log(), ToString::to_string);
-                record_fatal(&self.log, format!("{}: {cause}", self.path.display()));
-                Err(err)
-            }
-        }
-    }
-}
-
-/// A volume read straight from its host path.
-///
-/// The walk of the repository library lists the files; opening them is
-/// ours, because its plain `open` follows symbolic links. A container that
-/// swaps a file, or a directory above it, for a link to `/etc` between the
-/// walk and the open would otherwise get host files into its volume's
-/// backup. Files are opened relative to a descriptor of the volume root
-/// without following any link (`openat2` with `RESOLVE_BENEATH` and
-/// `RESOLVE_NO_SYMLINKS`; `O_NOFOLLOW` on kernels before 5.6), and must be
-/// the inode the walk saw. A file that is not is treated as one that
-/// vanished: the file listed is gone, and what replaced it is not read.
-pub(crate) struct HostSource {
-    inner: LocalSource,
-    root: PathBuf,
-    /// The directory files are opened relative to: the root, or its parent
-    /// when the root is a single file.
-    anchor: Arc<std::os::fd::OwnedFd>,
-    anchor_path: PathBuf,
-    root_is_dir: bool,
-    root_name: OsString,
-    log: SharedLog,
-    progress: Arc<TransferProgress>,
-}
-
-impl HostSource {
-    /// `root` is the directory (or single file) to read; `root_name` the
-    /// name its own node gets in the snapshot (the last part of the
-    /// snapshot path).
-    pub(crate) fn new(
-        root: &Path,
-        root_name: OsString,
-        log: SharedLog,
-        progress: Arc<TransferProgress>,
-    ) -> Result<Self, String> {
-        let root = std::fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
-        let root_is_dir = root.is_dir();
-        let anchor_path = if root_is_dir {
-            root.clone()
-        } else {
-            root.parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/"))
-        };
-        let anchor = nix::fcntl::open(
-            &anchor_path,
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| format!("{}: {e}", anchor_path.display()))?;
-        let inner = LocalSource::new(
-            LocalSourceSaveOptions::default(),
-            &rustic_core::Excludes::default(),
-            &rustic_core::LocalSourceFilterOptions::default(),
-            &[&root],
-        )
-        .map_err(|e| e.display_log())?;
-        Ok(Self {
-            inner,
-            root,
-            anchor: Arc::new(anchor),
-            anchor_path,
-            root_is_dir,
-            root_name,
-            log,
-            progress,
-        })
-    }
-
-    /// The node of the root directory itself. The walker of the repository
-    /// library skips it, but its owner and mode matter: a PostgreSQL data
-    /// directory that comes back as root:root 0755 does not start.
-    fn root_entry(&self) -> RusticResult<ReadSourceEntry<HostOpen>> {
-        let walk_error = |detail: String| {
-            RusticError::new(
-                ErrorKind::InputOutput,
-                "Failed to read the metadata of `{path}`: {detail}",
-            )
-            .attach_context("path", self.root.display().to_string())
-            .attach_context("detail", detail)
-        };
-        let dir_entry = ignore::WalkBuilder::new(&self.root)
-            .max_depth(Some(0))
-            .standard_filters(false)
-            .build()
-            .next()
-            .ok_or_else(|| walk_error("no entry".to_string()))?
-            .map_err(|e| walk_error(e.to_string()))?;
-        let entry = LocalSourceSaveOptions::default()
-            .map_entry(dir_entry)
-            .map_err(|e| walk_error(e.to_string()))?;
-        Ok(ReadSourceEntry {
-            path: entry.path,
-            node: Node::new_node(&self.root_name, entry.node.node_type, entry.node.meta),
-            open: None,
-        })
-    }
-}
-
-/// Opens one file of a [`HostSource`], safely (see there).
-pub(crate) struct HostOpen {
-    anchor: Arc<std::os::fd::OwnedFd>,
-    relative: PathBuf,
-    path: PathBuf,
-    inode: u64,
-    log: SharedLog,
-    progress: Arc<TransferProgress>,
-}
-
-/// Opens `relative` below `anchor` without following any symbolic link.
-fn open_beneath(anchor: &std::os::fd::OwnedFd, relative: &Path) -> nix::Result<std::fs::File> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = match nix::fcntl::openat2(anchor, relative, how) {
-        Err(nix::errno::Errno::ENOSYS) => {
-            nix::fcntl::openat(anchor, relative, flags, nix::sys::stat::Mode::empty())?
-        }
-        other => other?,
-    };
-    Ok(std::fs::File::from(fd))
-}
-
-impl ReadSourceOpen for HostOpen {
-    type Reader = CheckedReader<std::fs::File>;
-
-    fn open(self) -> RusticResult<Self::Reader> {
-        use std::os::unix::fs::MetadataExt;
-        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-        let gone = |why: &str| {
-            RusticError::new(ErrorKind::InputOutput, "`{path}` {why}")
-                .attach_context("path", self.path.display().to_string())
-                .attach_context("why", why.to_string())
-        };
-        let file = match open_beneath(&self.anchor, &self.relative) {
-            Ok(f) => f,
-            // Gone, or now a link (or below one): what the walk listed is
-            // not there any more.
-            Err(
-                nix::errno::Errno::ENOENT
-                | nix::errno::Errno::ELOOP
-                | nix::errno::Errno::ENOTDIR
-                | nix::errno::Errno::EXDEV,
-            ) => {
-                record_vanished(&self.log, &self.path);
-                return Err(gone("vanished or was replaced by a link"));
-            }
-            Err(e) => {
-                record_fatal(&self.log, format!("{}: {}", self.path.display(), e.desc()));
-                return Err(gone(e.desc()));
-            }
-        };
-        match file.metadata() {
-            Ok(m) if m.ino() == self.inode && m.is_file() => Ok(CheckedReader {
-                inner: file,
-                path: self.path,
-                log: self.log,
-            }),
-            Ok(_) => {
-                record_vanished(&self.log, &self.path);
-                Err(gone("was replaced by another file"))
-            }
-            Err(e) => {
-                record_fatal(&self.log, format!("{}: {e}", self.path.display()));
-                Err(gone("could not be examined"))
-            }
-        }
-    }
-}
-
-impl ReadSource for HostSource {
-    type Open = HostOpen;
-    type Iter = Box<dyn Iterator<Item = RusticResult<ReadSourceEntry<HostOpen>>> + Send>;
-
-    fn size(&self) -> RusticResult<Option<u64>> {
-        let size = self.inner.size()?;
-        if let Some(size) = size {
-            self.progress.bytes_total.store(size, Ordering::Relaxed);
-        }
-        Ok(size)
-    }
-
-    fn entries(&self) -> Self::Iter {
-        let log = self.log.clone();
-        let progress = self.progress.clone();
-        let anchor = self.anchor.clone();
-        let anchor_path = self.anchor_path.clone();
-        let rest = self.inner.entries().filter_map(move |entry| match entry {
-            Ok(ReadSourceEntry { path, node, .. }) if node.node_type == NodeType::Socket => {
-                if let Ok(mut l) = log.lock() {
-                    l.sockets.push(path.display().to_string());
-                }
-                None
-            }
-            Ok(ReadSourceEntry { path, node, open }) => {
-                let open = open.map(|_| HostOpen {
-                    anchor: anchor.clone(),
-                    relative: path
-                        .strip_prefix(&anchor_path)
-                        .unwrap_or(&path)
-                        .to_path_buf(),
-                    path: path.clone(),
-                    inode: node.meta.inode,
-                    log: log.clone(),
-                    progress: progress.clone(),
-                });
-                Some(Ok(ReadSourceEntry { path, node, open }))
-            }
-            Err(err) => {
-                // The walker looks metadata up lazily: an entry removed
-                // since its directory was listed is a vanished file.
-                if io_error_of(&err).is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-                    if let Ok(mut l) = log.lock() {
-                        l.vanished.push(err.display_log());
-                    }
-                } else {
-                    record_fatal(&log, err.display_log());
-                }
-                // Dropped here rather than by the repository library, which
-                // would only log it.
-                None
-            }
-        });
-        if !self.root_is_dir {
-            // A single file: the walker yields it as its only entry.
-            return Box::new(rest);
-        }
-        let root = self
-            .root_entry()
-            .inspect_err(|err| record_fatal(&self.log, err.display_log()));
-        Box::new(std::iter::once(root).chain(rest))
-    }
-}
-
-/// File content taken out of the archive stream.
 pub(crate) enum Payload {
     Memory(Bytes),
     Spooled(std::fs::File),
@@ -399,10 +41,10 @@ impl Read for PayloadReader {
     }
 }
 
-impl ReadSourceOpen for Payload {
+impl Open for Payload {
     type Reader = PayloadReader;
 
-    fn open(self) -> RusticResult<Self::Reader> {
+    fn open(self) -> std::io::Result<Self::Reader> {
         Ok(match self {
             Self::Memory(b) => PayloadReader::Memory(bytes::Buf::reader(b)),
             Self::Spooled(f) => PayloadReader::Spooled(std::io::BufReader::new(f)),
@@ -410,7 +52,7 @@ impl ReadSourceOpen for Payload {
     }
 }
 
-type ArchiveItem = RusticResult<ReadSourceEntry<CheckedOpen<Payload>>>;
+type ArchiveItem = Result<Entry<CheckedOpen<Payload>>, String>;
 
 /// A volume read from the engine's archive stream.
 ///
@@ -513,51 +155,20 @@ impl ArchiveSource {
     }
 }
 
-impl ReadSource for ArchiveSource {
+impl Source for ArchiveSource {
     type Open = CheckedOpen<Payload>;
-    type Iter = Box<dyn Iterator<Item = ArchiveItem> + Send>;
+    type Entries = Box<dyn Iterator<Item = ArchiveItem> + Send>;
 
-    fn size(&self) -> RusticResult<Option<u64>> {
+    fn size(&self) -> Result<Option<u64>, String> {
         Ok(self.size)
     }
 
-    fn entries(&self) -> Self::Iter {
+    fn entries(&self) -> Self::Entries {
         let rx = self.entries.lock().ok().and_then(|mut e| e.take());
         match rx {
             Some(rx) => Box::new(rx.into_iter()),
             None => Box::new(std::iter::empty()),
         }
-    }
-}
-
-/// A blocking reader over a channel of byte chunks.
-pub(crate) struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChunkReader {
-    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
-        Self {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        bytes::Buf::advance(&mut self.current, n);
-        Ok(n)
     }
 }
 
@@ -626,7 +237,7 @@ impl TarParser {
 
     fn fail(&self, tx: &mpsc::SyncSender<ArchiveItem>, message: String) {
         record_fatal(&self.log, message.clone());
-        let _ = tx.send(Err(RusticError::new(ErrorKind::InputOutput, message)));
+        let _ = tx.send(Err(message));
     }
 
     fn convert(
@@ -634,7 +245,7 @@ impl TarParser {
         entry: TarEntry,
         content: &mut impl Read,
         inode: u64,
-    ) -> Result<ReadSourceEntry<CheckedOpen<Payload>>, String> {
+    ) -> Result<Entry<CheckedOpen<Payload>>, String> {
         let TarEntry {
             path: raw_path,
             typeflag,
@@ -735,7 +346,7 @@ impl TarParser {
         let open = open.map(|inner| {
             CheckedOpen::new(inner, path.clone(), self.log.clone(), self.progress.clone())
         });
-        Ok(ReadSourceEntry { path, node, open })
+        Ok(Entry { path, node, open })
     }
 
     fn take_content(&self, entry: &mut impl Read, size: u64) -> std::io::Result<Payload> {
@@ -800,99 +411,7 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The file entry named `name` of a host source over `dir`.
-    fn host_entry(dir: &Path, name: &str, log: &SharedLog) -> ReadSourceEntry<HostOpen> {
-        let source = HostSource::new(
-            dir,
-            OsString::from("vol"),
-            log.clone(),
-            Arc::new(TransferProgress::default()),
-        )
-        .expect("source");
-        source
-            .entries()
-            .filter_map(Result::ok)
-            .find(|e| e.path.ends_with(name))
-            .expect("entry")
-    }
-
-    fn read_through(entry: ReadSourceEntry<HostOpen>) -> Option<Vec<u8>> {
-        let mut data = Vec::new();
-        entry.open?.open().ok()?.read_to_end(&mut data).ok()?;
-        Some(data)
-    }
-
-    #[test]
-    fn a_file_swapped_for_a_link_after_the_walk_is_not_read() -> std::io::Result<()> {
-        let outside = tempfile::tempdir()?;
-        std::fs::write(outside.path().join("secret"), b"host secret")?;
-        let volume = tempfile::tempdir()?;
-        std::fs::write(volume.path().join("f"), b"volume data")?;
-        std::fs::create_dir(volume.path().join("d"))?;
-        std::fs::write(volume.path().join("d/g"), b"more data")?;
-        let log = SharedLog::default();
-
-        // The file itself becomes a link.
-        let entry = host_entry(volume.path(), "f", &log);
-        std::fs::remove_file(volume.path().join("f"))?;
-        std::os::unix::fs::symlink(outside.path().join("secret"), volume.path().join("f"))?;
-        assert_eq!(read_through(entry), None, "read through a swapped-in link");
-
-        // A directory above it becomes a link to a place with a file of
-        // the same name.
-        let entry = host_entry(volume.path(), "d/g", &log);
-        std::fs::write(outside.path().join("g"), b"host file")?;
-        std::fs::remove_dir_all(volume.path().join("d"))?;
-        std::os::unix::fs::symlink(outside.path(), volume.path().join("d"))?;
-        assert_eq!(
-            read_through(entry),
-            None,
-            "read through a swapped-in directory link"
-        );
-
-        let log = std::mem::take(&mut *log.lock().expect("log"));
-        assert_eq!(log.vanished.len(), 2, "{:?}", log.vanished);
-        assert!(log.fatal.is_empty(), "{:?}", log.fatal);
-        Ok(())
-    }
-
-    #[test]
-    fn a_file_replaced_by_another_is_not_read_as_the_first() -> std::io::Result<()> {
-        let volume = tempfile::tempdir()?;
-        std::fs::write(volume.path().join("f"), b"old")?;
-        let log = SharedLog::default();
-        let entry = host_entry(volume.path(), "f", &log);
-        std::fs::write(volume.path().join("new"), b"new content")?;
-        std::fs::rename(volume.path().join("new"), volume.path().join("f"))?;
-        assert_eq!(read_through(entry), None);
-        assert_eq!(log.lock().expect("log").vanished.len(), 1);
-
-        // Unchanged, it reads.
-        let entry = host_entry(volume.path(), "f", &log);
-        assert_eq!(read_through(entry).as_deref(), Some(&b"new content"[..]));
-        Ok(())
-    }
-
-    #[test]
-    fn read_errors_are_fatal_but_interruptions_are_not() {
-        struct Failing(std::io::ErrorKind);
-        impl Read for Failing {
-            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-                Err(self.0.into())
-            }
-        }
-        let log = SharedLog::default();
-        for kind in [std::io::ErrorKind::Interrupted, std::io::ErrorKind::Other] {
-            let mut r = CheckedReader {
-                inner: Failing(kind),
-                path: PathBuf::from("f"),
-                log: log.clone(),
-            };
-            let _ = r.read(&mut [0u8; 8]);
-        }
-        assert_eq!(log.lock().expect("log").fatal.len(), 1);
-    }
+    use crate::repo::source::ReadLog;
 
     fn parse(tar_bytes: Vec<u8>) -> (Vec<ArchiveItem>, ReadLog) {
         let log = SharedLog::default();

@@ -9,16 +9,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use rustic_core::repofile::{Node, NodeType};
 
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
-use crate::repo::RepoReader;
 use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
+use crate::repo::{RepoReader, SnapshotNode};
 
 /// Writes `root` as the directory `prefix` and the tree below it to `out`.
 ///
@@ -27,7 +25,7 @@ use crate::repo::node::{split_dev, unix_permissions, xattrs_of};
 /// at `/` and names the mount point as `prefix`.
 pub(crate) fn write_tree(
     reader: &RepoReader,
-    root: &Node,
+    root: &SnapshotNode,
     prefix: &Path,
     out: impl Write,
     progress: &TransferProgress,
@@ -39,6 +37,7 @@ pub(crate) fn write_tree(
             path.display()
         ))
     };
+    let root = &root.0;
     append_node(&mut builder, reader, prefix, root, None)
         .map_err(|e| tar_error(Path::new("/"), e))?;
     let mut first_path_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
@@ -185,69 +184,6 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     record.extend_from_slice(value);
     record.push(b'\n');
     record
-}
-
-/// The pieces a [`ChannelWriter`] sends, as a stream for the engine.
-pub(crate) fn receiver_stream(
-    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// A writer that hands its bytes, in pieces, to an async consumer.
-pub(crate) struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-    buffer: Vec<u8>,
-    progress: Arc<TransferProgress>,
-}
-
-/// The size of the pieces sent to the engine.
-const SEND_PIECE: usize = 256 << 10;
-
-impl ChannelWriter {
-    pub(crate) fn new(
-        tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-        progress: Arc<TransferProgress>,
-    ) -> Self {
-        Self {
-            tx,
-            buffer: Vec::with_capacity(SEND_PIECE),
-            progress,
-        }
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let piece = Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(SEND_PIECE),
-        ));
-        self.progress
-            .bytes_done
-            .fetch_add(piece.len() as u64, Ordering::Relaxed);
-        self.tx.blocking_send(Ok(piece)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading")
-        })
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.progress.stop_requested() {
-            return Err(TransferProgress::stopped_error());
-        }
-        self.buffer.extend_from_slice(buf);
-        if self.buffer.len() >= SEND_PIECE {
-            self.send()?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
 }
 
 #[cfg(test)]

@@ -311,7 +311,7 @@ async fn stop_and_copy(
     let prepass = if two_pass {
         let pass = FilePass {
             choice,
-            tags: vec![tag.clone(), crate::spec::PREPASS_TAG.to_string()],
+            tags: vec![tag.clone(), crate::repo::spec::PREPASS_TAG.to_string()],
             parent: None,
         };
         Some(run(engine, repo, target, &pass, progress.clone(), result).await?)

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::engine::{Engine, EngineContainer, EngineVolume, MountKind};
 use crate::error::Result;
 use crate::repo::SnapshotInfo;
-use crate::spec::{TargetKind, TargetSpec};
+use crate::repo::spec::{TargetKind, TargetSpec};
 use crate::tmpfs::TmpfsSize;
 
 /// Bind-mount sources that are parts of the host, not data of containers:

@@ -26,7 +26,6 @@ pub mod plan;
 pub mod progress;
 pub mod repo;
 pub mod restore;
-pub mod spec;
 pub mod stop;
 pub mod tmpfs;
 pub mod volume_prune;

@@ -25,8 +25,8 @@ use crate::engine::{Engine, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::Target;
 use crate::progress::TransferProgress;
+use crate::repo::spec::{TargetKind, TargetSpec};
 use crate::repo::{Repo, SnapshotInfo};
-use crate::spec::{TargetKind, TargetSpec};
 
 /// The label that keeps a volume from ever being pruned.
 pub const PROTECT_LABEL: &str = "lifeboat.protect";

@@ -29,7 +29,7 @@ use crate::engine::{ContainerProcess, Engine, ImageConfig, MountKind};
 use crate::error::Result;
 use crate::inventory::{Content, Inventory, Target, restore_points};
 use crate::repo::SnapshotInfo;
-use crate::spec::TargetKind;
+use crate::repo::spec::TargetKind;
 
 /// How many containers and images are inspected at once.
 const PARALLEL_INSPECTIONS: usize = 8;

@@ -8,13 +8,16 @@
 //! a snapshot's tree to a directory or streams it as a tar archive.
 //!
 //! Its rooms: `settings` (where the repository is, its password, its
-//! errors), `snapshots` (listing them, damaged files skipped), `gate` (the
-//! backend everything is written through), `reader` (trees and content of
-//! snapshots), `archiver/` (sources into snapshots), `restorer` and
-//! `verify` (snapshots into directories, and the check of what a restore
-//! wrote), `local_packs`, `lock`, `crypto` and `node` (the format's files,
-//! locks, encryption and file metadata). This file opens and holds a
-//! repository.
+//! errors), `snapshots` (listing them, damaged files skipped), `spec` (what
+//! a snapshot's tags record), `gate` (the backend everything is written
+//! through), `reader` (trees and content of snapshots), `source/` (the
+//! interface the archiver reads through, and the host-path, engine-archive
+//! and listed sources), `archiver/` (sources into snapshots), `restorer`,
+//! `tarball` and `verify` (snapshots into directories or tar streams, and
+//! the check of what a restore wrote), `local_packs`, `lock`, `crypto` and
+//! `node` (the format's files, locks, encryption and file metadata). Other
+//! rooms see a snapshot's files only as `SnapshotNode`s. This file opens
+//! and holds a repository.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +35,7 @@ pub(crate) mod lock;
 pub(crate) mod node;
 pub(crate) mod restorer;
 pub(crate) mod source;
+pub mod spec;
 pub(crate) mod tarball;
 pub(crate) mod verify;
 

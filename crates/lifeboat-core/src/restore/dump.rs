@@ -13,8 +13,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
 use crate::progress::TransferProgress;
+use crate::repo::spec::PRE_RESTORE_TAG;
 use crate::repo::{Repo, SnapshotInfo};
-use crate::spec::PRE_RESTORE_TAG;
 
 use super::{OnPrevious, blocking, find_snapshot};
 

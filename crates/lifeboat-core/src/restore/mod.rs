@@ -24,8 +24,8 @@ use crate::backup::{Reader, ReaderChoice};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::TransferProgress;
+use crate::repo::spec::{TargetKind, TargetSpec};
 use crate::repo::{Repo, SnapshotInfo, SnapshotListing, TreeSummary};
-use crate::spec::{TargetKind, TargetSpec};
 
 pub use dump::{DumpDestination, DumpRestoreReport, DumpRestoreRequest, restore_dump};
 use target::{Destination, prepare, refuse_if_running, refuse_protected_path};

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use crate::backup::{Reader, ReaderChoice};
 use crate::engine::{Engine, EngineVolume, HELPER_MOUNT, HelperSource, MountKind};
 use crate::error::{Error, Result};
-use crate::spec::{TargetKind, TargetSpec};
+use crate::repo::spec::{TargetKind, TargetSpec};
 
 /// Where the restored files go.
 pub(super) enum Destination {

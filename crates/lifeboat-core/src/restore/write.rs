@@ -13,8 +13,8 @@ use crate::engine::{Engine, HELPER_MOUNT, MountKind};
 use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
 use crate::progress::TransferProgress;
+use crate::repo::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
 use crate::repo::{Repo, SnapshotInfo};
-use crate::spec::{PRE_RESTORE_TAG, TargetKind, TargetSpec};
 
 use super::target::{
     Destination, bound_directory, choose_writer, helper_source, host_dir, is_empty,

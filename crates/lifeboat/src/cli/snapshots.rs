@@ -1,7 +1,7 @@
 //! `lifeboat snapshots`: what the repository holds.
 
 use clap::Args;
-use lifeboat_core::spec::TargetSpec;
+use lifeboat_core::repo::spec::TargetSpec;
 
 use super::Global;
 use crate::output::{Table, errln, human_bytes, outln};

@@ -22,6 +22,7 @@ pub mod error;
 pub mod hooks;
 pub mod inventory;
 pub mod journal;
+pub mod ops;
 pub mod plan;
 pub mod progress;
 pub mod repo;

@@ -4,6 +4,7 @@
 //! command, print the error once and map it to a documented exit code.
 
 mod cli;
+mod events;
 mod output;
 
 use std::process::ExitCode;

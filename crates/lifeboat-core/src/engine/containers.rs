@@ -22,6 +22,17 @@ pub enum MountKind {
     Tmpfs,
 }
 
+impl MountKind {
+    /// The word for it in messages and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Volume => "volume",
+            Self::Bind => "bind",
+            Self::Tmpfs => "tmpfs",
+        }
+    }
+}
+
 /// One mount of one container.
 #[derive(Clone, Debug, Serialize)]
 pub struct ContainerMount {

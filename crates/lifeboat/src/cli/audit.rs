@@ -1,19 +1,13 @@
 //! `lifeboat audit`: the persistence mistakes of the engine, or of a
 //! compose file, before they cost data.
 
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
-use lifeboat_core::audit::compose::{self, ComposeOptions};
 use lifeboat_core::audit::sarif::{SarifOptions, to_sarif};
-use lifeboat_core::audit::variables::compose_variables;
 use lifeboat_core::audit::{self, Finding, Location, Severity, Stack};
-use lifeboat_core::config::Config;
-use lifeboat_core::engine::Engine;
-use lifeboat_core::inventory::{self, InventoryOptions};
-use lifeboat_core::repo::{RepoSettings, SnapshotInfo};
+use lifeboat_core::ops::audit::{AuditReport, AuditSource};
+use lifeboat_core::ops::{self, Session};
 
 use super::Global;
 use crate::output::{Table, errln, outln};
@@ -81,7 +75,7 @@ impl From<Threshold> for Severity {
     }
 }
 
-pub(crate) async fn run(global: &Global, args: AuditArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(session: &Session, global: &Global, args: AuditArgs) -> anyhow::Result<u8> {
     if let Some(wanted) = &args.explain {
         return explain(wanted, global.json);
     }
@@ -89,11 +83,20 @@ pub(crate) async fn run(global: &Global, args: AuditArgs) -> anyhow::Result<u8> 
         return list_rules(global.json);
     }
     let format = format_of(&args, global)?;
-    let stack = match &args.file {
-        Some(file) => compose_stack(file, &args).await?,
-        None => engine_stack(global).await?,
+    let source = match args.file {
+        Some(file) => AuditSource::Compose {
+            file,
+            project_name: args.project_name,
+            offline: args.offline,
+            // Variables that are not UTF-8 cannot appear in a compose
+            // file's values either way.
+            environment: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        },
+        None => AuditSource::Engine,
     };
-    let findings = audit::audit(&stack, SystemTime::now());
+    let AuditReport { stack, findings } = ops::audit::audit(session, &source).await?;
     match format {
         Format::Table => print_table(&findings),
         Format::Json => print_json(&stack, &findings)?,
@@ -161,101 +164,6 @@ fn list_rules(json: bool) -> anyhow::Result<u8> {
     }
     table.print();
     Ok(crate::exit::SUCCESS)
-}
-
-/// The stack of a compose file, read as `docker compose` would read it on
-/// this host: variables from `.env` and the environment, bind sources
-/// looked at here, and the engine's volumes when the engine answers.
-async fn compose_stack(file: &Path, args: &AuditArgs) -> anyhow::Result<Stack> {
-    // Variables that are not UTF-8 cannot appear in a compose file's
-    // values either way.
-    let environment = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let variables = compose_variables(file, environment)?;
-    let (existing_volumes, engine_note) = if args.offline {
-        (None, None)
-    } else {
-        match engine_volume_names().await {
-            Ok(names) => (Some(names), None),
-            Err(e) => (
-                None,
-                Some(format!(
-                    "{e}: whether external volumes exist is not checked (use --offline to not ask)"
-                )),
-            ),
-        }
-    };
-    let options = ComposeOptions {
-        variables,
-        project_name: args.project_name.clone(),
-        existing_volumes,
-    };
-    let mut stack = compose::load(file, &options)?;
-    stack.inspect_bind_sources();
-    stack.warnings.extend(engine_note);
-    Ok(stack)
-}
-
-async fn engine_volume_names() -> lifeboat_core::Result<std::collections::BTreeSet<String>> {
-    let engine = Engine::connect().await?;
-    Ok(engine
-        .volumes()
-        .await?
-        .into_iter()
-        .map(|v| v.name)
-        .collect())
-}
-
-/// The stack of the engine, with the repository's snapshots when it can
-/// be read.
-async fn engine_stack(global: &Global) -> anyhow::Result<Stack> {
-    let config = Config::find(global.config.as_deref())?;
-    let engine = super::connect().await?;
-    let options = InventoryOptions {
-        sizes: false,
-        size_deadline: None,
-    };
-    let (inventory, (snapshots, repo_note)) = tokio::join!(
-        inventory::discover(&engine, options),
-        snapshots(global.repo_settings())
-    );
-    let inventory = inventory?;
-    let mut stack = audit::engine_stack(&engine, &inventory, snapshots.as_deref(), &config).await?;
-    stack.warnings.splice(0..0, repo_note);
-    Ok(stack)
-}
-
-/// The repository's snapshots: none at all when there is no repository,
-/// `None` (and why) when it cannot be read.
-async fn snapshots(settings: RepoSettings) -> (Option<Vec<SnapshotInfo>>, Option<String>) {
-    let location = settings.shown_location();
-    match settings.exists() {
-        Ok(false) => {
-            return (
-                Some(Vec::new()),
-                Some(format!(
-                    "no repository at {location}: every volume counts as never backed up"
-                )),
-            );
-        }
-        Ok(true) => {}
-        Err(e) => return (None, Some(unreadable(&location, &format!("{e}")))),
-    }
-    let read = async {
-        let repo = super::open_repo(settings).await?;
-        tokio::task::spawn_blocking(move || repo.snapshots())
-            .await
-            .context("reading the snapshots")?
-            .map_err(anyhow::Error::from)
-    };
-    match read.await {
-        Ok(list) => (Some(list), None),
-        Err(e) => (None, Some(unreadable(&location, &format!("{e:#}")))),
-    }
-}
-
-fn unreadable(location: &str, error: &str) -> String {
-    format!("cannot read the repository at {location} ({error}): backups are not checked")
 }
 
 /// Where a finding is, in a few words.

@@ -1,19 +1,13 @@
 //! `lifeboat backup`: one snapshot per volume or bind mount, each by its
 //! strategy (dump, stop or live).
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use clap::Args;
-use lifeboat_core::backup::{BackupRun, Reader, StopSettings, backup_planned, select_targets};
-use lifeboat_core::config::Config;
-use lifeboat_core::engine::MountKind;
-use lifeboat_core::inventory::{self, InventoryOptions};
-use lifeboat_core::plan::{self, PlannedTarget, Strategy, StrategyFlags};
-use lifeboat_core::progress::TransferProgress;
+use lifeboat_core::backup::BackupRun;
+use lifeboat_core::ops::{self, Session, backup::BackupRequest};
+use lifeboat_core::plan::{PlannedTarget, StrategyFlags};
 
-use super::{Global, Via};
-use crate::output::{ProgressDisplay, Table, errln, human_bytes, outln};
+use super::{Global, SecondSignal, Via};
+use crate::output::{Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
@@ -49,58 +43,38 @@ pub(crate) struct BackupArgs {
     single_pass: bool,
 }
 
-pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8> {
-    let started = Instant::now();
-    let flags = strategy_flags(&args.strategy)?;
-    let config = Config::find(global.config.as_deref())?;
-    let opening = (!args.plan).then(|| super::start_opening(global.repo_settings()));
-    let engine = super::connect().await?;
-    let inventory = inventory::discover(
-        &engine,
-        InventoryOptions {
-            sizes: false,
-            size_deadline: None,
-        },
-    )
-    .await?;
-    let targets = select_targets(&inventory, &args.volumes, args.all)?;
-    let planned = plan::plan(&inventory, &targets, &flags, &config);
-    // Only a plan did not start opening the repository.
-    let Some(opening) = opening else {
-        print_plan(global, &planned)?;
-        return Ok(crate::exit::SUCCESS);
+pub(crate) async fn run(
+    session: &Session,
+    global: &Global,
+    args: BackupArgs,
+) -> anyhow::Result<u8> {
+    let request = BackupRequest {
+        targets: args.volumes,
+        all: args.all,
+        strategies: strategy_flags(&args.strategy)?,
+        via: args.via.into(),
+        single_pass: args.single_pass,
     };
-    if planned.is_empty() {
+    if args.plan {
+        print_plan(global, &ops::backup::plan(session, &request).await?)?;
+        return Ok(crate::exit::SUCCESS);
+    }
+    let backup = ops::backup::backup(session, &request);
+    let Some(run) = super::stoppable(
+        session,
+        backup,
+        "undoing what this run changed",
+        SecondSignal::Wait,
+    )
+    .await
+    else {
+        return Ok(crate::exit::FAILURE);
+    };
+    let run = run?;
+    if run.targets.is_empty() {
         errln!("lifeboat: nothing to back up: the engine has no volumes");
         return Ok(crate::exit::SUCCESS);
     }
-    let repo = super::finish_opening(opening, global.repo_settings()).await?;
-    if !repo.is_locked() && !global.json {
-        errln!(
-            "lifeboat: note: {} is not on this host's file system and is not locked; do not prune it with restic while lifeboat writes to it",
-            repo.location()
-        );
-    }
-
-    let stop = StopSettings {
-        state_dir: global.state_dir(),
-        single_pass: args.single_pass,
-    };
-    let work = back_up_all(global, &engine, &repo, &planned, args.via, &stop);
-    let results = tokio::select! {
-        results = work => results,
-        signal = super::interrupted() => {
-            // The work is abandoned where it stands: no snapshot is
-            // published after this, and what it stopped starts again
-            // before lifeboat exits.
-            repo.cancel();
-            return Ok(super::give_up(&engine, global, signal).await);
-        }
-    };
-    let run = BackupRun {
-        targets: results,
-        seconds: started.elapsed().as_secs_f64(),
-    };
     report(global, &run)?;
     let failures = run.failures();
     Ok(if failures == 0 {
@@ -112,89 +86,6 @@ pub(crate) async fn run(global: &Global, args: BackupArgs) -> anyhow::Result<u8>
     })
 }
 
-async fn back_up_all(
-    global: &Global,
-    engine: &lifeboat_core::engine::Engine,
-    repo: &lifeboat_core::repo::Repo,
-    planned: &[PlannedTarget],
-    via: Via,
-    stop: &StopSettings,
-) -> Vec<lifeboat_core::backup::TargetBackup> {
-    let mut results = Vec::with_capacity(planned.len());
-    for target in planned {
-        let progress = Arc::new(TransferProgress::default());
-        let display = ProgressDisplay::start(
-            &format!("{} {}", kind_word(target.kind), target.name),
-            progress.clone(),
-            !global.json,
-        );
-        let result = backup_planned(engine, repo, target, via.into(), stop, progress).await;
-        display.finish();
-        if !global.json {
-            let how = match (result.strategy, result.reader) {
-                (Some(Strategy::Dump), _) => "dump".to_string(),
-                (strategy, reader) => format!(
-                    "{}{}",
-                    strategy.map(|s| format!("{s}, ")).unwrap_or_default(),
-                    reader_word(reader)
-                ),
-            };
-            match (&result.snapshot, &result.error) {
-                (Some(s), None) => errln!(
-                    "{} {}: snapshot {} ({} files, {}, {} new, {:.1}s, {how})",
-                    kind_word(result.kind),
-                    result.name,
-                    s.short_id,
-                    result.files,
-                    human_bytes(result.bytes),
-                    human_bytes(result.bytes_added),
-                    result.seconds,
-                ),
-                (_, error) => errln!(
-                    "{} {}: FAILED: {}",
-                    kind_word(result.kind),
-                    result.name,
-                    error.as_deref().unwrap_or("no snapshot written")
-                ),
-            }
-            if !result.vanished.is_empty() {
-                errln!(
-                    "  {} file(s) disappeared while reading (not in the snapshot), first: {}",
-                    result.vanished.len(),
-                    result.vanished[0]
-                );
-            }
-            if !result.sockets.is_empty() {
-                errln!(
-                    "  {} socket(s) left out (a socket is made by the process that listens on it), first: {}",
-                    result.sockets.len(),
-                    result.sockets[0]
-                );
-            }
-            for w in &result.stop_windows {
-                errln!("  {} was stopped for {:.2}s", w.container, w.seconds);
-            }
-            for h in &result.hooks {
-                errln!(
-                    "  {:?} hook in {}: `{}` {} ({:.1}s){}",
-                    h.phase,
-                    h.container,
-                    h.command,
-                    if h.ok { "ok" } else { "FAILED" },
-                    h.seconds,
-                    if h.ok || h.output.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", h.output)
-                    }
-                );
-            }
-        }
-        results.push(result);
-    }
-    results
-}
-
 fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
     if global.json {
         outln!("{}", serde_json::to_string_pretty(&run)?);
@@ -204,7 +95,7 @@ fn report(global: &Global, run: &BackupRun) -> anyhow::Result<()> {
         ]);
         for r in &run.targets {
             table.row(vec![
-                kind_word(r.kind).to_string(),
+                r.kind.as_str().to_string(),
                 r.name.clone(),
                 r.strategy.map(|s| s.to_string()).unwrap_or_default(),
                 match &r.snapshot {
@@ -243,7 +134,7 @@ fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> 
             why.push_str(&format!(" -- PROBLEM: {problem}"));
         }
         table.row(vec![
-            kind_word(p.kind).to_string(),
+            p.kind.as_str().to_string(),
             p.name.clone(),
             p.strategy.to_string(),
             why,
@@ -251,22 +142,6 @@ fn print_plan(global: &Global, planned: &[PlannedTarget]) -> anyhow::Result<()> 
     }
     table.print();
     Ok(())
-}
-
-fn kind_word(kind: MountKind) -> &'static str {
-    match kind {
-        MountKind::Volume => "volume",
-        MountKind::Bind => "bind",
-        MountKind::Tmpfs => "tmpfs",
-    }
-}
-
-fn reader_word(reader: Option<Reader>) -> &'static str {
-    match reader {
-        Some(Reader::Host) => "host-path reader",
-        Some(Reader::Engine) => "engine-archive reader",
-        None => "not read",
-    }
 }
 
 /// The `--strategy` values: `STRATEGY` for every target, or
@@ -288,6 +163,8 @@ fn strategy_flags(values: &[String]) -> anyhow::Result<StrategyFlags> {
 
 #[cfg(test)]
 mod tests {
+    use lifeboat_core::plan::Strategy;
+
     use super::*;
 
     #[test]

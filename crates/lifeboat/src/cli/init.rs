@@ -1,11 +1,11 @@
 //! `lifeboat init`: create a repository.
 
-use anyhow::Context;
 use clap::Args;
-use lifeboat_core::repo::{DEFAULT_COMPRESSION, Repo};
+use lifeboat_core::ops::{self, Session};
+use lifeboat_core::repo::DEFAULT_COMPRESSION;
 
 use super::Global;
-use crate::output::outln;
+use crate::output::{errln, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -15,24 +15,15 @@ pub(crate) struct InitArgs {
     compression: i32,
 }
 
-pub(crate) async fn run(global: &Global, args: InitArgs) -> anyhow::Result<u8> {
-    let settings = global.repo_settings();
-    let (repo, report) =
-        tokio::task::spawn_blocking(move || Repo::init_with(&settings, args.compression))
-            .await
-            .context("creating the repository")??;
+pub(crate) async fn run(session: &Session, global: &Global, args: InitArgs) -> anyhow::Result<u8> {
+    let report = ops::init::init(session, args.compression).await?;
     if global.json {
-        let value = serde_json::json!({
-            "repository": repo.location(),
-            "created": report.created,
-            "generated_password_file": report.generated_password_file,
-        });
-        outln!("{}", serde_json::to_string_pretty(&value)?);
-        if let Some(file) = &report.generated_password_file {
-            crate::output::loud_password_notice(file);
-        }
-    } else {
-        super::announce(&repo, &report);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.created {
+        errln!("lifeboat: created repository {}", report.repository);
+    }
+    if let Some(file) = &report.generated_password_file {
+        crate::output::loud_password_notice(file);
     }
     Ok(crate::exit::SUCCESS)
 }

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use lifeboat_core::inventory::{self, InventoryOptions, Size};
+use lifeboat_core::inventory::{InventoryOptions, Size};
+use lifeboat_core::ops::inventory::InventoryReport;
+use lifeboat_core::ops::{self, Session};
 use lifeboat_core::tmpfs::TmpfsSize;
 
 use super::Global;
@@ -24,39 +26,22 @@ pub(crate) struct LsArgs {
     no_sizes: bool,
 }
 
-pub(crate) async fn run(global: &Global, args: LsArgs) -> anyhow::Result<u8> {
-    let engine = super::connect().await?;
+pub(crate) async fn run(session: &Session, global: &Global, args: LsArgs) -> anyhow::Result<u8> {
     let options = InventoryOptions {
         sizes: !args.no_sizes,
         size_deadline: (!args.wait).then(|| Duration::from_secs_f64(args.size_timeout.max(0.0))),
     };
-    let settings = global.repo_settings();
-    let (inventory, snapshots) = tokio::join!(inventory::discover(&engine, options), async {
-        if !settings.exists().unwrap_or(false) {
-            return Err(format!("no repository at {}", settings.shown_location()));
-        }
-        let repo = super::open_repo(settings.clone())
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        tokio::task::spawn_blocking(move || repo.snapshots())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-    });
-    let mut inventory = inventory?;
-    let repo_note = match &snapshots {
-        Ok(snaps) => {
-            inventory::attach_snapshots(&mut inventory, snaps);
-            None
-        }
-        Err(e) => Some(e.clone()),
-    };
+    let InventoryReport {
+        inventory,
+        repository,
+        repository_error: repo_note,
+    } = ops::inventory::inventory(session, options).await?;
 
     if global.json {
         let value = serde_json::json!({
             "engine": inventory.engine,
             "api_version": inventory.api_version,
-            "repository": settings.shown_location(),
+            "repository": repository,
             "repository_error": repo_note,
             "targets": inventory.targets,
         });

@@ -1,6 +1,7 @@
 //! The command line: global options and one module per command. Each
-//! command's `run` turns its flags into a plain request and hands it to the
-//! library; it prints results, never errors (main does that once).
+//! command's `run` turns its flags into a plain request, hands it to one
+//! operation of the library in the run's session, and prints the report;
+//! it never prints errors (main does that once).
 
 mod audit;
 mod backup;
@@ -11,13 +12,15 @@ mod restore;
 mod snapshots;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::output::errln;
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lifeboat_core::backup::ReaderChoice;
-use lifeboat_core::engine::Engine;
-use lifeboat_core::repo::{OpenReport, Repo, RepoSettings};
+use lifeboat_core::ops::{Session, SessionOptions};
+use lifeboat_core::repo::RepoSettings;
+
+use crate::events::Reporter;
+use crate::output::errln;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -79,7 +82,7 @@ pub(crate) struct Global {
     /// The configuration file (default: lifeboat.toml in lifeboat's
     /// configuration directory, /etc/lifeboat as root, when it exists).
     #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    config: Option<PathBuf>,
 
     /// Where lifeboat caches what it read from repositories, one
     /// directory per repository (default: /var/cache/lifeboat as root).
@@ -144,81 +147,88 @@ impl From<Via> for ReaderChoice {
 
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<u8> {
-        recover_first(&self.global).await;
+        let events = Arc::new(Reporter::new(self.global.json));
+        let session = Session::begin(self.global.session_options(), events).await;
+        let (global, session) = (&self.global, &session);
         match self.command {
-            Command::Ls(args) => ls::run(&self.global, args).await,
-            Command::Audit(args) => audit::run(&self.global, args).await,
-            Command::Init(args) => init::run(&self.global, args).await,
-            Command::Backup(args) => backup::run(&self.global, args).await,
-            Command::Snapshots(args) => snapshots::run(&self.global, args).await,
-            Command::Restore(args) => restore::run(&self.global, args).await,
-            Command::Prune(args) => prune::run(&self.global, args).await,
+            Command::Ls(args) => ls::run(session, global, args).await,
+            Command::Audit(args) => audit::run(session, global, args).await,
+            Command::Init(args) => init::run(session, global, args).await,
+            Command::Backup(args) => backup::run(session, global, args).await,
+            Command::Snapshots(args) => snapshots::run(session, global, args).await,
+            Command::Restore(args) => restore::run(session, global, args).await,
+            Command::Prune(args) => prune::run(session, global, args).await,
         }
     }
 }
 
 impl Global {
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(lifeboat_core::journal::default_state_dir)
-    }
-
-    pub(crate) fn repo_settings(&self) -> RepoSettings {
-        let mut settings = RepoSettings::new(
+    fn session_options(&self) -> SessionOptions {
+        let mut repo = RepoSettings::new(
             self.repo.clone(),
             self.password.clone(),
             self.password_file.clone(),
         );
         if let Some(dir) = &self.cache_dir {
-            settings.cache_dir.clone_from(dir);
+            repo.cache_dir.clone_from(dir);
         }
-        settings
+        SessionOptions {
+            repo,
+            state_dir: self
+                .state_dir
+                .clone()
+                .unwrap_or_else(lifeboat_core::journal::default_state_dir),
+            config_file: self.config.clone(),
+        }
     }
 }
 
-/// Before any command: what a killed lifeboat could not undo is undone
-/// (containers it stopped start again, hooks it owed run). Only when a
-/// journal waits is the engine contacted.
-async fn recover_first(global: &Global) {
-    let state_dir = global.state_dir();
-    if !lifeboat_core::journal::journals_waiting(&state_dir) {
-        return;
+/// What a second SIGINT or SIGTERM does while an operation stops.
+pub(crate) enum SecondSignal {
+    /// Nothing: the operation is putting back what it changed and must
+    /// finish that.
+    Wait,
+    /// Leave at once, printing this; the operation is dropped where it
+    /// stands.
+    Leave(&'static str),
+}
+
+/// Runs an operation that SIGINT and SIGTERM stop: the first signal,
+/// announced with `stopping`, asks it to stop (it undoes what it changed
+/// and ends as interrupted); what a second does, `second` says. `None`
+/// when lifeboat left without waiting for the operation.
+pub(crate) async fn stoppable<T>(
+    session: &Session,
+    operation: impl std::future::Future<Output = T>,
+    stopping: &str,
+    second: SecondSignal,
+) -> Option<T> {
+    tokio::pin!(operation);
+    tokio::select! {
+        done = &mut operation => return Some(done),
+        signal = interrupted() => {
+            errln!("lifeboat: {signal}: {stopping}");
+            session.cancel();
+        }
     }
-    let recovered = match Engine::connect().await {
-        Ok(engine) => lifeboat_core::journal::recover(&engine, &state_dir, false).await,
-        Err(e) => Err(e),
+    let SecondSignal::Leave(leaving) = second else {
+        return Some(operation.await);
     };
-    match recovered {
-        Ok(done) if !done.is_empty() => errln!(
-            "lifeboat: finished what a killed lifeboat left undone: {}",
-            done.join("; ")
-        ),
-        Ok(_) => {}
-        Err(e) => errln!("lifeboat: could not finish what a killed lifeboat left undone: {e}"),
+    tokio::select! {
+        done = &mut operation => Some(done),
+        signal = interrupted() => {
+            let abandoned = session.abandon().await;
+            errln!("lifeboat: {signal} again: {leaving}");
+            if let Err(e) = abandoned {
+                errln!("lifeboat: {e}");
+            }
+            None
+        }
     }
-}
-
-/// After SIGINT or SIGTERM: undoes what this run did (containers start
-/// again, owed hooks run). The caller returns at once with the exit code,
-/// dropping the work it abandons (which releases the repository lock).
-pub(crate) async fn give_up(engine: &Engine, global: &Global, signal: &str) -> u8 {
-    errln!("lifeboat: {signal}: undoing what this run changed");
-    // Helper containers of the abandoned work would keep their volumes in
-    // use (`docker volume rm` refuses) until the next lifeboat command.
-    if let Err(e) = engine.remove_own_helpers().await {
-        errln!("lifeboat: {e}");
-    }
-    match lifeboat_core::journal::recover(engine, &global.state_dir(), true).await {
-        Ok(done) if !done.is_empty() => errln!("lifeboat: {}", done.join("; ")),
-        Ok(_) => {}
-        Err(e) => errln!("lifeboat: {e}"),
-    }
-    crate::exit::INTERRUPTED
 }
 
 /// Waits for SIGINT or SIGTERM and names it.
-pub(crate) async fn interrupted() -> &'static str {
+async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::interrupt()),
@@ -230,68 +240,5 @@ pub(crate) async fn interrupted() -> &'static str {
         },
         // Without signal handlers, never: the default action applies.
         _ => std::future::pending().await,
-    }
-}
-
-/// Connects to the engine, removing helper containers a killed lifeboat
-/// left there.
-pub(crate) async fn connect() -> anyhow::Result<Engine> {
-    let engine = Engine::connect().await?;
-    match engine.remove_stale_helpers().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} helper container(s) left by a killed lifeboat"),
-        Err(e) => tracing::warn!("could not check for leftover helper containers: {e}"),
-    }
-    Ok(engine)
-}
-
-/// Opens the repository on a blocking thread.
-pub(crate) async fn open_repo(settings: RepoSettings) -> anyhow::Result<Repo> {
-    let location = settings.shown_location();
-    tokio::task::spawn_blocking(move || Repo::open(&settings))
-        .await
-        .context("opening the repository")?
-        .with_context(|| format!("opening repository {location}"))
-}
-
-/// Opens the repository, creating lifeboat's default one on first use, and
-/// announces a generated password where nobody can miss it.
-pub(crate) async fn open_or_create_repo(settings: RepoSettings) -> anyhow::Result<Repo> {
-    let (repo, report) =
-        tokio::task::spawn_blocking(move || Repo::open_or_create_default(&settings))
-            .await
-            .context("opening the repository")??;
-    announce(&repo, &report);
-    Ok(repo)
-}
-
-/// Starts opening an existing repository on a blocking thread, so that
-/// deriving its key from the password (scrypt, tens of milliseconds) runs
-/// while the engine is asked what there is to do; nothing is created.
-pub(crate) fn start_opening(
-    settings: RepoSettings,
-) -> tokio::task::JoinHandle<lifeboat_core::Result<Repo>> {
-    tokio::task::spawn_blocking(move || Repo::open(&settings))
-}
-
-/// Finishes what [`start_opening`] began: a repository that did not exist
-/// is created now when it is lifeboat's default one, as
-/// [`open_or_create_repo`] does.
-pub(crate) async fn finish_opening(
-    opening: tokio::task::JoinHandle<lifeboat_core::Result<Repo>>,
-    settings: RepoSettings,
-) -> anyhow::Result<Repo> {
-    match opening.await.context("opening the repository")? {
-        Err(lifeboat_core::Error::RepositoryMissing { .. }) => open_or_create_repo(settings).await,
-        opened => Ok(opened?),
-    }
-}
-
-pub(crate) fn announce(repo: &Repo, report: &OpenReport) {
-    if report.created {
-        errln!("lifeboat: created repository {}", repo.location());
-    }
-    if let Some(file) = &report.generated_password_file {
-        crate::output::loud_password_notice(file);
     }
 }

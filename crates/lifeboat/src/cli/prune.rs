@@ -1,15 +1,11 @@
 //! `lifeboat prune`: remove unused volumes, never the only copy of data.
 
-use std::sync::Arc;
-
-use anyhow::Context;
 use clap::Args;
-use lifeboat_core::inventory::{self, InventoryOptions};
-use lifeboat_core::progress::TransferProgress;
-use lifeboat_core::volume_prune::{self, Candidate, PruneOptions};
+use lifeboat_core::ops::volume_prune::{VolumePruneReport, VolumePruneRequest};
+use lifeboat_core::ops::{self, Session};
 
 use super::{Global, Via};
-use crate::output::{ProgressDisplay, Table, errln, human_bytes, outln};
+use crate::output::{Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
@@ -31,67 +27,28 @@ pub(crate) struct PruneArgs {
     via: Via,
 }
 
-pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> {
-    let engine = super::connect().await?;
-    let options = InventoryOptions {
-        sizes: false,
-        size_deadline: None,
-    };
-    let inventory = inventory::discover(&engine, options).await?;
-    let settings = global.repo_settings();
-    // Backing up first needs a repository; only listing, none is fine.
-    let repo = if args.yes && args.backup_first {
-        Some(super::open_or_create_repo(settings.clone()).await?)
-    } else if settings.exists().unwrap_or(false) {
-        Some(super::open_repo(settings.clone()).await?)
-    } else {
-        None
-    };
-    let snapshots = match &repo {
-        Some(repo) => {
-            let repo = repo.clone();
-            tokio::task::spawn_blocking(move || repo.snapshots())
-                .await
-                .context("reading snapshots")??
-        }
-        None => Vec::new(),
-    };
-    let names = args.volumes.clone();
-    let targets = inventory.targets.clone();
-    let candidates =
-        tokio::task::spawn_blocking(move || volume_prune::candidates(&targets, &snapshots, &names))
-            .await
-            .context("reading volumes")??;
-    let options = PruneOptions {
+pub(crate) async fn run(session: &Session, global: &Global, args: PruneArgs) -> anyhow::Result<u8> {
+    let request = VolumePruneRequest {
+        volumes: args.volumes,
+        remove: args.yes,
         backup_first: args.backup_first,
-        reader: args.via.into(),
+        via: args.via.into(),
     };
-
-    let Some(repo) = repo.filter(|_| args.yes) else {
-        if args.yes {
+    let report = ops::volume_prune::volume_prune(session, &request).await?;
+    let Some(outcomes) = &report.outcomes else {
+        if let Some(location) = &report.no_repository {
             // No repository: no snapshot, nothing may go.
             errln!(
-                "lifeboat: no repository at {}: no volume has a backup, none was removed",
-                settings.shown_location()
+                "lifeboat: no repository at {location}: no volume has a backup, none was removed"
             );
         }
-        print_candidates(global, &candidates, &options, !args.yes)?;
+        print_candidates(global, &report)?;
         return Ok(crate::exit::SUCCESS);
     };
-    let progress = Arc::new(TransferProgress::default());
-    let display = ProgressDisplay::start("backing up", progress.clone(), !global.json);
-    let outcomes = volume_prune::prune(&engine, &repo, &candidates, &options, progress).await;
-    display.finish();
-    let failed = outcomes.iter().filter(|o| o.failed).count();
     if global.json {
-        let value = serde_json::json!({
-            "dry_run": false,
-            "candidates": candidates,
-            "outcomes": outcomes,
-        });
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for o in &outcomes {
+        for o in outcomes {
             match (&o.kept_snapshot, &o.reason) {
                 (Some(kept), _) => outln!(
                     "removed {}: its data stays in snapshot {} (lifeboat restore --pruned {} brings it back)",
@@ -111,27 +68,19 @@ pub(crate) async fn run(global: &Global, args: PruneArgs) -> anyhow::Result<u8> 
             outln!("no unused volumes");
         }
     }
-    Ok(if failed > 0 {
+    Ok(if report.failures() > 0 {
         crate::exit::PARTIAL
     } else {
         crate::exit::SUCCESS
     })
 }
 
-fn print_candidates(
-    global: &Global,
-    candidates: &[Candidate],
-    options: &PruneOptions,
-    dry_run: bool,
-) -> anyhow::Result<()> {
+fn print_candidates(global: &Global, report: &VolumePruneReport) -> anyhow::Result<()> {
     if global.json {
-        let value = serde_json::json!({
-            "dry_run": dry_run,
-            "candidates": candidates,
-        });
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
+    let (candidates, options, dry_run) = (&report.candidates, &report.options, report.dry_run);
     if candidates.is_empty() {
         outln!("no unused volumes");
         return Ok(());

@@ -1,18 +1,14 @@
 //! `lifeboat restore`: a snapshot back into a volume or directory.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Args;
-use lifeboat_core::engine::Engine;
-use lifeboat_core::progress::TransferProgress;
-use lifeboat_core::repo::Repo;
-use lifeboat_core::restore::{
-    DumpDestination, DumpRestoreRequest, OnPrevious, RestoreRequest, restore, restore_dump,
-};
+use lifeboat_core::backup::Reader;
+use lifeboat_core::ops::restore::{RestoreFrom, RestoreInto, RestoreOutcome, RestoreRequest};
+use lifeboat_core::ops::{self, Session};
+use lifeboat_core::restore::{DumpRestoreReport, RestoreReport};
 
-use super::{Global, Via};
-use crate::output::{ProgressDisplay, errln, human_bytes, outln};
+use super::{Global, SecondSignal, Via};
+use crate::output::{errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
@@ -60,217 +56,172 @@ pub(crate) struct RestoreArgs {
     via: Via,
 }
 
-pub(crate) async fn run(global: &Global, args: RestoreArgs) -> anyhow::Result<u8> {
-    let engine = super::connect().await?;
-    let repo = super::open_repo(global.repo_settings()).await?;
-    let (snapshot, volume) = match (args.pruned, args.snapshot) {
-        (Some(name), _) => {
-            let found = {
-                let repo = repo.clone();
-                let name = name.clone();
-                tokio::task::spawn_blocking(move || {
-                    lifeboat_core::volume_prune::pruned_snapshot(&repo.snapshots()?, &name)
-                })
-                .await
-                .context("reading snapshots")??
-            };
-            (found.id, Some(name))
-        }
-        (None, Some(snapshot)) => (snapshot, args.volume),
+pub(crate) async fn run(
+    session: &Session,
+    global: &Global,
+    args: RestoreArgs,
+) -> anyhow::Result<u8> {
+    let from = match (args.pruned, args.snapshot) {
+        (Some(volume), _) => RestoreFrom::Pruned { volume },
+        (None, Some(id)) => RestoreFrom::Snapshot {
+            id,
+            target: args.volume,
+        },
         (None, None) => anyhow::bail!("name a snapshot, or a pruned volume with --pruned NAME"),
     };
-    let destination = match (args.into, args.image, &args.to) {
-        (Some(container), _, _) => Some(DumpDestination::Container(container)),
-        (None, Some(image), Some(volume)) => Some(DumpDestination::NewVolume {
-            volume: volume.clone(),
-            image,
-        }),
-        _ => None,
+    let into = match (args.into, args.image, args.to) {
+        (Some(container), _, _) => RestoreInto::Container(container),
+        (None, Some(image), Some(volume)) => RestoreInto::NewVolume { volume, image },
+        (None, _, to) => RestoreInto::Files {
+            to,
+            via: args.via.into(),
+        },
     };
-    if let Some(destination) = destination {
-        let request = DumpRestoreRequest {
-            snapshot,
-            target: volume,
-            destination,
-            database: args.database,
-            force: args.force,
-            state_dir: global.state_dir(),
-            on_previous: announce_previous(),
-        };
-        return restore_dump_into(global, &engine, &repo, &request).await;
-    }
-    if args.database.is_some() {
-        anyhow::bail!("--database applies to database dumps, restored with --into or --image");
-    }
     let request = RestoreRequest {
-        snapshot,
-        target: volume,
-        to: args.to,
+        from,
+        into,
+        database: args.database,
         force: args.force,
-        writer: args.via.into(),
-        on_previous: announce_previous(),
     };
-    let progress = Arc::new(TransferProgress::default());
-    let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
-    let restoring = restore(&engine, &repo, &request, progress.clone());
-    tokio::pin!(restoring);
-    let report = tokio::select! {
-        report = &mut restoring => report,
-        signal = super::interrupted() => {
-            // The restore stops at its next file and puts the target back
-            // as it was; it must finish that before lifeboat exits. A
-            // second signal leaves at once, the target as it stands.
-            errln!("lifeboat: {signal}: stopping the restore and putting the target back as it was (signal again to leave at once)");
-            progress.stop();
-            tokio::select! {
-                report = &mut restoring => report,
-                signal = super::interrupted() => {
-                    display.finish();
-                    errln!("lifeboat: {signal} again: leaving now; the target may be half written (what it held is in the pre-restore snapshot named above, if one was announced)");
-                    if let Err(e) = engine.remove_own_helpers().await {
-                        errln!("lifeboat: {e}");
-                    }
-                    return Ok(crate::exit::FAILURE);
-                }
-            }
+    let restoring = ops::restore::restore(session, &request);
+    let outcome = match &request.into {
+        RestoreInto::Files { .. } => super::stoppable(
+            session,
+            restoring,
+            "stopping the restore and putting the target back as it was (signal again to leave at once)",
+            SecondSignal::Leave(
+                "leaving now; the target may be half written (what it held is in the pre-restore snapshot named above, if one was announced)",
+            ),
+        ),
+        _ => super::stoppable(
+            session,
+            restoring,
+            "undoing what this run changed",
+            SecondSignal::Wait,
+        ),
+    }
+    .await;
+    let Some(outcome) = outcome else {
+        return Ok(crate::exit::FAILURE);
+    };
+    match outcome.with_context(|| describe(&request))? {
+        RestoreOutcome::Files(report) => {
+            print_files(global, &report)?;
+            Ok(crate::exit::SUCCESS)
         }
-    };
-    display.finish();
-    let report = report.with_context(|| {
-        format!(
-            "restoring {}{}{}",
-            request.snapshot,
-            request
-                .target
+        RestoreOutcome::Dump(report) => {
+            print_dump(global, &report)?;
+            Ok(if report.verified() {
+                crate::exit::SUCCESS
+            } else {
+                crate::exit::FAILURE
+            })
+        }
+    }
+}
+
+/// What was being restored where, for an error's context.
+fn describe(request: &RestoreRequest) -> String {
+    let what = match &request.from {
+        RestoreFrom::Snapshot { id, target } => format!(
+            "{id}{}",
+            target
                 .as_deref()
                 .map(|t| format!(" of {t}"))
-                .unwrap_or_default(),
-            request
-                .to
-                .as_deref()
-                .map(|t| format!(" into {t}"))
                 .unwrap_or_default()
-        )
-    })?;
+        ),
+        RestoreFrom::Pruned { volume } => format!("pruned volume {volume}"),
+    };
+    let into = match &request.into {
+        RestoreInto::Files { to, .. } => to
+            .as_deref()
+            .map(|t| format!(" into {t}"))
+            .unwrap_or_default(),
+        RestoreInto::Container(c) => format!(" into container {c}"),
+        RestoreInto::NewVolume { volume, image } => {
+            format!(" into new volume {volume} with {image}")
+        }
+    };
+    format!("restoring {what}{into}")
+}
+
+fn print_files(global: &Global, report: &RestoreReport) -> anyhow::Result<()> {
     if global.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    errln!(
+        "restored snapshot {} into {}{} ({} files, {} dirs, {}, {:.1}s, {} writer)",
+        report.snapshot.short_id,
+        report.target,
+        if report.created_volume {
+            " (new volume)"
+        } else {
+            ""
+        },
+        report.tree.files,
+        report.tree.dirs,
+        human_bytes(report.tree.bytes),
+        report.seconds,
+        match report.writer {
+            Reader::Host => "host-path",
+            Reader::Engine => "engine-archive",
+        }
+    );
+    if report.tree.sockets > 0 {
         errln!(
-            "restored snapshot {} into {}{} ({} files, {} dirs, {}, {:.1}s, {} writer)",
-            report.snapshot.short_id,
-            report.target,
-            if report.created_volume {
-                " (new volume)"
-            } else {
-                ""
-            },
-            report.tree.files,
-            report.tree.dirs,
-            human_bytes(report.tree.bytes),
-            report.seconds,
-            match report.writer {
-                lifeboat_core::backup::Reader::Host => "host-path",
-                lifeboat_core::backup::Reader::Engine => "engine-archive",
-            }
+            "  {} socket(s) in the snapshot not restored: a socket is made by the process that listens on it",
+            report.tree.sockets
         );
-        if report.tree.sockets > 0 {
+    }
+    Ok(())
+}
+
+fn print_dump(global: &Global, report: &DumpRestoreReport) -> anyhow::Result<()> {
+    if global.json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for d in &report.databases {
+        if let Some(keys) = d.keys {
             errln!(
-                "  {} socket(s) in the snapshot not restored: a socket is made by the process that listens on it",
-                report.tree.sockets
+                "{}: restored, {keys} keys{}",
+                d.name,
+                if d.mismatches.is_empty() {
+                    ", as recorded at backup".to_string()
+                } else {
+                    format!(" -- DIFFERS: {}", d.mismatches.join("; "))
+                }
+            );
+        } else if d.mismatches.is_empty() {
+            errln!(
+                "database {}: restored, {} table(s) with the row counts recorded at backup",
+                d.name,
+                d.tables_checked
+            );
+        } else {
+            errln!(
+                "database {}: restored, but {} of {} table(s) differ from the backup: {}",
+                d.name,
+                d.mismatches.len(),
+                d.tables_checked,
+                d.mismatches.join("; ")
             );
         }
     }
-    Ok(crate::exit::SUCCESS)
-}
-
-/// Says where what a forced restore overwrites was saved, the moment it
-/// is: an interrupted restore has said it too.
-fn announce_previous() -> OnPrevious {
-    OnPrevious::new(|previous| {
-        errln!(
-            "lifeboat: what the restore overwrites is saved in snapshot {} (tagged pre-restore): restoring it with --force undoes the restore",
-            previous.short_id
-        );
-    })
-}
-
-async fn restore_dump_into(
-    global: &Global,
-    engine: &Engine,
-    repo: &Repo,
-    request: &DumpRestoreRequest,
-) -> anyhow::Result<u8> {
-    let progress = Arc::new(TransferProgress::default());
-    let display = ProgressDisplay::start("restoring", progress.clone(), !global.json);
-    let report = tokio::select! {
-        report = restore_dump(engine, repo, request, progress) => report,
-        signal = super::interrupted() => {
-            display.finish();
-            repo.cancel();
-            return Ok(super::give_up(engine, global, signal).await);
-        }
-    };
-    display.finish();
-    let report = report.with_context(|| {
-        format!(
-            "restoring {} into {}",
-            request.snapshot,
-            match &request.destination {
-                DumpDestination::Container(c) => format!("container {c}"),
-                DumpDestination::NewVolume { volume, image } => {
-                    format!("new volume {volume} with {image}")
-                }
-            }
-        )
-    })?;
-    if global.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for d in &report.databases {
-            if let Some(keys) = d.keys {
-                errln!(
-                    "{}: restored, {keys} keys{}",
-                    d.name,
-                    if d.mismatches.is_empty() {
-                        ", as recorded at backup".to_string()
-                    } else {
-                        format!(" -- DIFFERS: {}", d.mismatches.join("; "))
-                    }
-                );
-            } else if d.mismatches.is_empty() {
-                errln!(
-                    "database {}: restored, {} table(s) with the row counts recorded at backup",
-                    d.name,
-                    d.tables_checked
-                );
-            } else {
-                errln!(
-                    "database {}: restored, but {} of {} table(s) differ from the backup: {}",
-                    d.name,
-                    d.mismatches.len(),
-                    d.tables_checked,
-                    d.mismatches.join("; ")
-                );
-            }
-        }
-        match &report.volume {
-            Some(volume) => errln!(
-                "restored snapshot {} into new volume {volume} through {} ({:.1}s)",
-                report.snapshot.short_id,
-                report.container,
-                report.seconds
-            ),
-            None => errln!(
-                "restored snapshot {} into container {} ({:.1}s)",
-                report.snapshot.short_id,
-                report.container,
-                report.seconds
-            ),
-        }
+    match &report.volume {
+        Some(volume) => errln!(
+            "restored snapshot {} into new volume {volume} through {} ({:.1}s)",
+            report.snapshot.short_id,
+            report.container,
+            report.seconds
+        ),
+        None => errln!(
+            "restored snapshot {} into container {} ({:.1}s)",
+            report.snapshot.short_id,
+            report.container,
+            report.seconds
+        ),
     }
-    Ok(if report.verified() {
-        crate::exit::SUCCESS
-    } else {
-        crate::exit::FAILURE
-    })
+    Ok(())
 }

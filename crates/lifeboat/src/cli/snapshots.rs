@@ -1,7 +1,8 @@
 //! `lifeboat snapshots`: what the repository holds.
 
 use clap::Args;
-use lifeboat_core::repo::spec::TargetSpec;
+use lifeboat_core::ops::snapshots::ListedSnapshot;
+use lifeboat_core::ops::{self, Session};
 
 use super::Global;
 use crate::output::{Table, errln, human_bytes, outln};
@@ -12,37 +13,23 @@ pub(crate) struct SnapshotsArgs {
     volume: Option<String>,
 }
 
-pub(crate) async fn run(global: &Global, args: SnapshotsArgs) -> anyhow::Result<u8> {
-    let repo = super::open_repo(global.repo_settings()).await?;
-    let snapshots = tokio::task::spawn_blocking(move || repo.snapshots()).await??;
-    let wanted = args
-        .volume
-        .as_deref()
-        .map(|v| v.trim_end_matches('/').to_string());
-    let selected: Vec<_> = snapshots
-        .iter()
-        .filter_map(|s| {
-            let spec = TargetSpec::from_tags(&s.tags);
-            let keep = match (&wanted, &spec) {
-                (None, _) => true,
-                (Some(w), Some(spec)) => &spec.name == w,
-                (Some(_), None) => false,
-            };
-            keep.then_some((s, spec))
-        })
-        .collect();
-
+pub(crate) async fn run(
+    session: &Session,
+    global: &Global,
+    args: SnapshotsArgs,
+) -> anyhow::Result<u8> {
+    let selected = ops::snapshots::snapshots(session, args.volume.as_deref()).await?;
     if global.json {
-        let list: Vec<_> = selected
-            .iter()
-            .map(|(s, spec)| serde_json::json!({ "snapshot": s, "target": spec }))
-            .collect();
-        outln!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&selected)?);
         return Ok(crate::exit::SUCCESS);
     }
     let mut table = Table::new(&["ID", "TIME", "KIND", "NAME", "FILES", "SIZE", "NOTES"]);
-    for (s, spec) in &selected {
-        let (kind, name, notes) = match spec {
+    for ListedSnapshot {
+        snapshot: s,
+        target,
+    } in &selected
+    {
+        let (kind, name, notes) = match target {
             Some(spec) => (
                 spec.kind
                     .map(|k| format!("{k:?}").to_lowercase())
@@ -70,8 +57,8 @@ pub(crate) async fn run(global: &Global, args: SnapshotsArgs) -> anyhow::Result<
     if selected.is_empty() {
         errln!(
             "lifeboat: no snapshots{}",
-            match &wanted {
-                Some(w) => format!(" of {w}"),
+            match &args.volume {
+                Some(w) => format!(" of {}", w.trim_end_matches('/')),
                 None => String::new(),
             }
         );

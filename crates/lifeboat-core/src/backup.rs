@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::dump::{Database, dump_source};
+use crate::dump::dump_source;
+use crate::dump::tools::DumpContext;
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
 use crate::error::{Error, Result};
 use crate::hooks::Phase;
@@ -392,40 +393,27 @@ async fn dump(
         streams: true,
         progress: progress.clone(),
     };
-    match from.database {
-        Database::Postgres => {
-            let prepared = crate::dump::postgres::prepare(engine, from, &log, &progress).await?;
-            let source = dump_source(root_name, Database::Postgres, prepared.files);
-            let repo = repo.clone();
-            let archived = tokio::task::spawn_blocking(move || {
-                repo.archive(&source, &request, || verdict(&log))
-            })
-            .await;
-            crate::dump::postgres::close(engine, prepared.sessions).await;
-            archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
-        }
-        Database::Redis => {
-            let prepared =
-                crate::dump::redis::prepare(engine, from, &log, &progress, journal).await?;
-            let source = dump_source(root_name, Database::Redis, prepared.files);
-            let repo = repo.clone();
-            let archived = tokio::task::spawn_blocking(move || {
-                repo.archive(&source, &request, || verdict(&log))
-            })
-            .await;
-            crate::dump::redis::remove_pinned(engine, &from.container, &prepared.pinned, journal)
-                .await;
-            archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
-        }
-        Database::Mariadb | Database::Mysql => {
-            let files = crate::dump::mysql::prepare(engine, from, &log, &progress).await?;
-            let source = dump_source(root_name, from.database, files);
-            let repo = repo.clone();
-            tokio::task::spawn_blocking(move || repo.archive(&source, &request, || verdict(&log)))
-                .await
-                .map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
-        }
+    let prepared = from
+        .database
+        .tools()
+        .prepare(DumpContext {
+            engine,
+            from,
+            log: &log,
+            progress: &progress,
+            journal,
+        })
+        .await?;
+    let source = dump_source(root_name, from.database, prepared.files);
+    let archived = {
+        let repo = repo.clone();
+        tokio::task::spawn_blocking(move || repo.archive(&source, &request, || verdict(&log))).await
+    };
+    // Owed whether the archive succeeded or not.
+    if let Some(after) = prepared.after {
+        after.run(engine, journal).await;
     }
+    archived.map_err(|e| Error::Other(format!("dump of {} stopped: {e}", planned.name)))?
 }
 
 /// One pass over a target's files.

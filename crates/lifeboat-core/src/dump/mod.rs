@@ -15,6 +15,7 @@
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod redis;
+pub(crate) mod tools;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -455,21 +456,6 @@ pub(crate) fn dump_source(
         database.dir_name(),
         files,
     )
-}
-
-/// What a container holds that restoring the dump would replace, in words
-/// (`database shop`, `2104 keys`); empty when nothing.
-pub(crate) async fn holds_data(
-    engine: &Engine,
-    container: &str,
-    database: Database,
-    manifest: &DumpManifest,
-) -> Result<Vec<String>> {
-    match database {
-        Database::Postgres => postgres::holds(engine, container, manifest).await,
-        Database::Mariadb | Database::Mysql => mysql::holds(engine, container, manifest).await,
-        Database::Redis => redis::holds(engine, container).await,
-    }
 }
 
 /// Runs a short command in the container and returns its output, failing

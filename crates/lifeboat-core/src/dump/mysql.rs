@@ -10,6 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
+use super::tools::{self, DatabaseTools, DumpContext, RestoreContext, ServerStart};
 use super::{
     CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, Slot, Tap, run, shell,
 };
@@ -56,7 +59,7 @@ fn client(args: &[&str]) -> Vec<String> {
 
 /// Lists the user databases and describes the dump files; the manifest
 /// waits for the dump to end, since its counts come from the stream.
-pub(crate) async fn prepare(
+async fn prepare(
     engine: &Engine,
     from: &DumpFrom,
     log: &SharedLog,
@@ -356,7 +359,7 @@ fn quote(name: &str) -> String {
 /// only accounts it does not have are added; into a `fresh` server that
 /// lifeboat brought up for the dump, all of them, root included, so that
 /// the volume opens with the original credentials.
-pub(crate) async fn restore_into(
+async fn restore_into(
     engine: &Engine,
     container: &str,
     manifest: &DumpManifest,
@@ -421,11 +424,7 @@ pub(crate) async fn restore_into(
 }
 
 /// The dump's databases that exist in the container with tables in them.
-pub(crate) async fn holds(
-    engine: &Engine,
-    container: &str,
-    manifest: &DumpManifest,
-) -> Result<Vec<String>> {
+async fn holds(engine: &Engine, container: &str, manifest: &DumpManifest) -> Result<Vec<String>> {
     if manifest.databases.is_empty() {
         return Ok(Vec::new());
     }
@@ -626,6 +625,53 @@ async fn verify(
 /// A single-quoted SQL string.
 fn quote_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// MariaDB's and MySQL's tools.
+pub(crate) struct Mysql;
+
+impl DatabaseTools for Mysql {
+    fn prepare<'a>(&'a self, dump: DumpContext<'a>) -> BoxFuture<'a, Result<tools::Prepared>> {
+        Box::pin(async move {
+            let files = prepare(dump.engine, dump.from, dump.log, dump.progress).await?;
+            Ok(tools::Prepared { files, after: None })
+        })
+    }
+
+    fn holds<'a>(
+        &'a self,
+        engine: &'a Engine,
+        container: &'a str,
+        manifest: &'a DumpManifest,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(holds(engine, container, manifest))
+    }
+
+    fn restore_into<'a>(
+        &'a self,
+        r: RestoreContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<RestoredDatabase>>> {
+        Box::pin(restore_into(
+            r.engine,
+            r.container,
+            r.manifest,
+            r.files,
+            r.only,
+            r.fresh,
+        ))
+    }
+
+    fn server_start(&self, _: &DumpManifest, password: &str) -> ServerStart {
+        ServerStart {
+            env: vec![
+                format!("MARIADB_ROOT_PASSWORD={password}"),
+                format!("MYSQL_ROOT_PASSWORD={password}"),
+            ],
+            args: Vec::new(),
+            processes: &["mariadbd", "mysqld"],
+            ready: "mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,8 +25,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
+use super::tools::{self, AfterDump, DatabaseTools, DumpContext, RestoreContext, ServerStart};
 use super::{
     CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, Slot, StderrTail,
     file_stem, run, shell,
@@ -34,6 +36,7 @@ use super::{
 use super::{Database, DumpFrom};
 use crate::engine::{Engine, Exec, ExecChunk};
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::progress::TransferProgress;
 use crate::repo::source::{SharedLog, record_fatal};
 
@@ -90,7 +93,7 @@ const SNAPSHOT_DONE: &str = "__lifeboat_snapshot_exported__";
 const COUNTS_DONE: &str = "__lifeboat_rows_counted__";
 
 /// What the backup needs to run a PostgreSQL dump.
-pub(crate) struct Prepared {
+struct Prepared {
     pub(crate) files: Vec<(String, DumpOpen)>,
     /// The transactions holding the dumps' snapshots: [`close`] them
     /// after the dumps. Dropped, they roll back.
@@ -139,7 +142,7 @@ fn psql(args: &[&str]) -> Vec<String> {
 /// Lists the databases, exports a snapshot of each, and describes the
 /// dump files. The rows are counted in those snapshots while the dumps
 /// run, one database at a time.
-pub(crate) async fn prepare(
+async fn prepare(
     engine: &Engine,
     from: &DumpFrom,
     log: &SharedLog,
@@ -488,7 +491,7 @@ impl Lines {
 
 /// Ends the transactions that held the dumps' snapshots, once their rows
 /// are counted.
-pub(crate) async fn close(engine: &Engine, sessions: Vec<Session>) {
+async fn close(engine: &Engine, sessions: Vec<Session>) {
     for mut session in sessions {
         if let Some(end) = session.end.take() {
             let _ = end.send(());
@@ -513,7 +516,7 @@ pub(crate) async fn close(engine: &Engine, sessions: Vec<Session>) {
 /// roles and tablespaces first (unless one database is asked for), then
 /// each database, dropped and created again. Finally every restored table
 /// is counted and compared with the counts recorded at backup.
-pub(crate) async fn restore_into(
+async fn restore_into(
     engine: &Engine,
     container: &str,
     manifest: &DumpManifest,
@@ -605,11 +608,7 @@ async fn database_names(engine: &Engine, container: &str, condition: &str) -> Re
 }
 
 /// The dump's databases that exist in the container with tables in them.
-pub(crate) async fn holds(
-    engine: &Engine,
-    container: &str,
-    manifest: &DumpManifest,
-) -> Result<Vec<String>> {
+async fn holds(engine: &Engine, container: &str, manifest: &DumpManifest) -> Result<Vec<String>> {
     let existing = database_names(engine, container, "").await?;
     let mut holding = Vec::new();
     for database in manifest
@@ -787,6 +786,69 @@ fn connect_to(database: &str) -> String {
         "dbname='{}'",
         database.replace('\\', "\\\\").replace('\'', "\\'")
     )
+}
+
+/// PostgreSQL's tools.
+pub(crate) struct Postgres;
+
+/// Ends the transactions that held the dumps' snapshots.
+struct CloseSessions(Vec<Session>);
+
+impl AfterDump for CloseSessions {
+    fn run<'a>(self: Box<Self>, engine: &'a Engine, _: &'a mut Journal) -> BoxFuture<'a, ()> {
+        Box::pin(close(engine, self.0))
+    }
+}
+
+impl DatabaseTools for Postgres {
+    fn prepare<'a>(&'a self, dump: DumpContext<'a>) -> BoxFuture<'a, Result<tools::Prepared>> {
+        Box::pin(async move {
+            let prepared = prepare(dump.engine, dump.from, dump.log, dump.progress).await?;
+            let after: Box<dyn AfterDump> = Box::new(CloseSessions(prepared.sessions));
+            Ok(tools::Prepared {
+                files: prepared.files,
+                after: Some(after),
+            })
+        })
+    }
+
+    fn holds<'a>(
+        &'a self,
+        engine: &'a Engine,
+        container: &'a str,
+        manifest: &'a DumpManifest,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(holds(engine, container, manifest))
+    }
+
+    fn restore_into<'a>(
+        &'a self,
+        r: RestoreContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<RestoredDatabase>>> {
+        Box::pin(restore_into(
+            r.engine,
+            r.container,
+            r.manifest,
+            r.files,
+            r.only,
+            r.fresh,
+        ))
+    }
+
+    fn server_start(&self, manifest: &DumpManifest, password: &str) -> ServerStart {
+        let mut env = vec![format!("POSTGRES_PASSWORD={password}")];
+        for key in ["POSTGRES_USER", "POSTGRES_DB", "PGDATA"] {
+            if let Some(v) = manifest.settings.get(key) {
+                env.push(format!("{key}={v}"));
+            }
+        }
+        ServerStart {
+            env,
+            args: Vec::new(),
+            processes: &["postgres"],
+            ready: "pg_isready -q",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
+use super::tools::{self, AfterDump, DatabaseTools, DumpContext, RestoreContext, ServerStart};
 use super::{CommandOpen, DatabaseDump, DumpManifest, DumpOpen, RestoredDatabase, run, shell};
 use super::{Database, DumpFrom};
 use crate::engine::Engine;
@@ -70,14 +72,14 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
 }
 
 /// What the backup needs to run a Redis dump.
-pub(crate) struct Prepared {
+struct Prepared {
     pub(crate) files: Vec<(String, DumpOpen)>,
     /// The hard link pinning the saved file; remove it after.
     pub(crate) pinned: String,
 }
 
 /// Saves, pins, checks and describes the RDB.
-pub(crate) async fn prepare(
+async fn prepare(
     engine: &Engine,
     from: &DumpFrom,
     log: &SharedLog,
@@ -262,12 +264,7 @@ fn unpin(container: &str, pinned: &str) -> Pending {
 }
 
 /// Removes the pinning link; the journal stops owing it.
-pub(crate) async fn remove_pinned(
-    engine: &Engine,
-    container: &str,
-    pinned: &str,
-    journal: &mut Journal,
-) {
+async fn remove_pinned(engine: &Engine, container: &str, pinned: &str, journal: &mut Journal) {
     let command = unpin(container, pinned);
     match run(
         engine,
@@ -287,7 +284,7 @@ pub(crate) async fn remove_pinned(
 }
 
 /// The keys the container holds, if any.
-pub(crate) async fn holds(engine: &Engine, container: &str) -> Result<Vec<String>> {
+async fn holds(engine: &Engine, container: &str) -> Result<Vec<String>> {
     let keys = count_keys(engine, container).await?;
     Ok(if keys > 0 {
         vec![format!("{keys} keys")]
@@ -336,7 +333,7 @@ struct Persistence {
 /// once it begins, the restored files are in place and a restart of any
 /// kind loads them. The files moved aside are removed only once the
 /// restored key count matches the backup's.
-pub(crate) async fn restore_into(
+async fn restore_into(
     engine: &Engine,
     container: &str,
     auto_remove: bool,
@@ -634,6 +631,85 @@ async fn wait_and_count(engine: &Engine, container: &str) -> Result<u64> {
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Redis's tools.
+pub(crate) struct Redis;
+
+/// Removes the link that pinned the saved RDB.
+struct Unpin {
+    container: String,
+    pinned: String,
+}
+
+impl AfterDump for Unpin {
+    fn run<'a>(self: Box<Self>, engine: &'a Engine, journal: &'a mut Journal) -> BoxFuture<'a, ()> {
+        Box::pin(async move { remove_pinned(engine, &self.container, &self.pinned, journal).await })
+    }
+}
+
+impl DatabaseTools for Redis {
+    fn whole_dump_only(&self) -> Option<&'static str> {
+        Some("--database does not apply to Redis: the RDB holds all its databases")
+    }
+
+    fn prepare<'a>(&'a self, dump: DumpContext<'a>) -> BoxFuture<'a, Result<tools::Prepared>> {
+        Box::pin(async move {
+            let prepared = prepare(
+                dump.engine,
+                dump.from,
+                dump.log,
+                dump.progress,
+                dump.journal,
+            )
+            .await?;
+            let after: Box<dyn AfterDump> = Box::new(Unpin {
+                container: dump.from.container.clone(),
+                pinned: prepared.pinned,
+            });
+            Ok(tools::Prepared {
+                files: prepared.files,
+                after: Some(after),
+            })
+        })
+    }
+
+    fn holds<'a>(
+        &'a self,
+        engine: &'a Engine,
+        container: &'a str,
+        _: &'a DumpManifest,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(holds(engine, container))
+    }
+
+    fn restore_into<'a>(
+        &'a self,
+        r: RestoreContext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<RestoredDatabase>>> {
+        Box::pin(restore_into(
+            r.engine,
+            r.container,
+            r.auto_remove,
+            r.manifest,
+            r.files,
+            r.journal,
+        ))
+    }
+
+    fn server_start(&self, manifest: &DumpManifest, _: &str) -> ServerStart {
+        let args = if manifest.settings.get("appendonly").map(String::as_str) == Some("yes") {
+            vec!["--appendonly".to_string(), "yes".to_string()]
+        } else {
+            Vec::new()
+        };
+        ServerStart {
+            env: Vec::new(),
+            args,
+            processes: &["redis-server"],
+            ready: "redis-cli ping | grep -q PONG",
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::dump::Database;
+use crate::dump::tools::{DatabaseTools, RestoreContext, ServerStart};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::inventory::{InventoryOptions, discover};
@@ -84,10 +85,7 @@ pub async fn restore_dump(
     let (snapshot, spec) =
         find_snapshot(repo, &request.snapshot, request.target.as_deref()).await?;
     let database = match spec.extra("database") {
-        Some("postgres") => Database::Postgres,
-        Some("mariadb") => Database::Mariadb,
-        Some("mysql") => Database::Mysql,
-        Some("redis") => Database::Redis,
+        Some(name) if let Some(database) = Database::from_dir_name(name) => database,
         Some(other) => {
             return Err(Error::BadRequest(format!(
                 "restoring {other} dumps is not supported in this version"
@@ -100,10 +98,11 @@ pub async fn restore_dump(
             )));
         }
     };
-    if database == Database::Redis && request.database.is_some() {
-        return Err(Error::BadRequest(
-            "--database does not apply to Redis: the RDB holds all its databases".into(),
-        ));
+    let tools = database.tools();
+    if let Some(refusal) = tools.whole_dump_only()
+        && request.database.is_some()
+    {
+        return Err(Error::BadRequest(refusal.into()));
     }
     let files = {
         let repo = repo.clone();
@@ -137,8 +136,7 @@ pub async fn restore_dump(
                     container.name
                 )));
             }
-            let holding =
-                crate::dump::holds_data(engine, &container.name, database, &manifest).await?;
+            let holding = tools.holds(engine, &container.name, &manifest).await?;
             if !holding.is_empty() {
                 if !request.force {
                     return Err(Error::BadRequest(format!(
@@ -173,7 +171,7 @@ pub async fn restore_dump(
                 .as_deref()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                 .is_none_or(|t| t.as_second() + 2 >= asked.as_second());
-            match bring_up(engine, database, &manifest, volume, image).await {
+            match bring_up(engine, tools, &manifest, volume, image).await {
                 Ok(helper) => (
                     helper.id.clone(),
                     Some(helper),
@@ -189,30 +187,20 @@ pub async fn restore_dump(
         }
     };
 
-    let only = request.database.as_deref();
     let fresh = temporary.is_some();
-    let restored = match database {
-        Database::Postgres => {
-            crate::dump::postgres::restore_into(engine, &container, &manifest, &files, only, fresh)
-                .await
-        }
-        Database::Mariadb | Database::Mysql => {
-            crate::dump::mysql::restore_into(engine, &container, &manifest, &files, only, fresh)
-                .await
-        }
-        Database::Redis => {
-            let mut journal = crate::journal::Journal::new(engine, &request.state_dir);
-            crate::dump::redis::restore_into(
-                engine,
-                &container,
-                auto_remove,
-                &manifest,
-                &files,
-                &mut journal,
-            )
-            .await
-        }
-    };
+    let mut journal = crate::journal::Journal::new(engine, &request.state_dir);
+    let restored = tools
+        .restore_into(RestoreContext {
+            engine,
+            container: &container,
+            auto_remove,
+            manifest: &manifest,
+            files: &files,
+            only: request.database.as_deref(),
+            fresh,
+            journal: &mut journal,
+        })
+        .await;
     if let Some(helper) = &temporary {
         // A clean shutdown, so the volume holds a database that starts.
         let stopped = engine.stop_container(&helper.id, Some(60)).await;
@@ -346,52 +334,24 @@ pub(super) fn image_of(destination: &DumpDestination) -> &str {
 /// roles and accounts bring back the original credentials.
 pub(super) async fn bring_up(
     engine: &Engine,
-    database: Database,
+    tools: &dyn DatabaseTools,
     manifest: &crate::dump::DumpManifest,
     volume: &str,
     image: &str,
 ) -> Result<crate::engine::Helper> {
     let password = crate::random_hex(16);
-    let setting = |key: &str| manifest.settings.get(key).cloned();
-    let (env, args, server, ready): (Vec<String>, Vec<String>, &[&str], &str) = match database {
-        Database::Postgres => {
-            let mut env = vec![format!("POSTGRES_PASSWORD={password}")];
-            for key in ["POSTGRES_USER", "POSTGRES_DB", "PGDATA"] {
-                if let Some(v) = setting(key) {
-                    env.push(format!("{key}={v}"));
-                }
-            }
-            (env, Vec::new(), &["postgres"], "pg_isready -q")
-        }
-        Database::Mariadb | Database::Mysql => (
-            vec![
-                format!("MARIADB_ROOT_PASSWORD={password}"),
-                format!("MYSQL_ROOT_PASSWORD={password}"),
-            ],
-            Vec::new(),
-            &["mariadbd", "mysqld"],
-            "mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent",
-        ),
-        Database::Redis => {
-            let args = if setting("appendonly").as_deref() == Some("yes") {
-                vec!["--appendonly".to_string(), "yes".to_string()]
-            } else {
-                Vec::new()
-            };
-            (
-                Vec::new(),
-                args,
-                &["redis-server"],
-                "redis-cli ping | grep -q PONG",
-            )
-        }
-    };
+    let ServerStart {
+        env,
+        args,
+        processes,
+        ready,
+    } = tools.server_start(manifest, &password);
     let helper = engine
         .start_temporary(image, volume, &manifest.data_path, &env, &args)
         .await?;
     let check = format!(
         "case \"$(cat /proc/1/comm)\" in {}) ;; *) exit 1 ;; esac; {ready}",
-        server.join("|")
+        processes.join("|")
     );
     let command = ["sh", "-c", check.as_str()].map(String::from);
     let started = Instant::now();

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::dump::dump_source;
 use crate::dump::tools::DumpContext;
 use crate::engine::{Engine, HELPER_MOUNT, Helper, HelperSource, MountKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::hooks::Phase;
 use crate::inventory::{Inventory, Target};
 use crate::pipe::ChunkReader;
@@ -79,6 +79,8 @@ pub struct TargetBackup {
     /// The hooks that ran, before and after.
     pub hooks: Vec<crate::hooks::HookRun>,
     pub error: Option<String>,
+    /// What kind of failure the error is.
+    pub failure: Option<ErrorClass>,
 }
 
 impl TargetBackup {
@@ -161,7 +163,7 @@ pub async fn backup_planned(
     if planned.strategy == Strategy::Stop
         && let Some(refusal) = planned.stop_refusal()
     {
-        return result.complete(Err(Error::BadRequest(refusal)), started);
+        return result.complete(Err(Error::Refused(refusal)), started);
     }
     let mut journal = crate::journal::Journal::new(engine, &stop.state_dir);
     // Post hooks are owed from the moment pre hooks may have run: an
@@ -206,6 +208,7 @@ pub async fn backup_planned(
     if let Some(e) = failed {
         // The snapshot, if any, is good; what the hook should have undone
         // is not.
+        result.failure = Some(e.class());
         result.error = Some(e.to_string());
     }
     result.complete(outcome, started)
@@ -246,21 +249,25 @@ impl TargetBackup {
             stop_windows: Vec::new(),
             hooks: Vec::new(),
             error: None,
+            failure: None,
         }
     }
 
     fn complete(mut self, outcome: Result<SnapshotInfo>, started: Instant) -> Self {
         match outcome {
             Ok(snapshot) => {
-                if let Some(summary) = &snapshot.file.summary {
-                    self.files = summary.total_files_processed;
-                    self.bytes = summary.total_bytes_processed;
-                    self.bytes_added = summary.data_added_packed;
+                if let (Some(files), Some(bytes), Some(added)) =
+                    (snapshot.files, snapshot.bytes, snapshot.bytes_added())
+                {
+                    self.files = files;
+                    self.bytes = bytes;
+                    self.bytes_added = added;
                 }
                 self.snapshot = Some(snapshot);
             }
             Err(e) => {
                 // A failed restart said its part already; say the cause too.
+                self.failure = Some(e.class());
                 let cause = e.to_string();
                 self.error = Some(match self.error.take() {
                     Some(earlier) => format!("{cause}; {earlier}"),
@@ -343,6 +350,7 @@ async fn stop_and_copy(
     }
     if !failed_starts.is_empty() {
         // The snapshot, if any, is good; the containers are not running.
+        result.failure = Some(ErrorClass::Engine);
         result.error = Some(format!(
             "containers stopped for the backup could not be started again: {} (the next lifeboat command retries)",
             failed_starts.join("; ")
@@ -407,7 +415,12 @@ async fn dump(
     let source = dump_source(root_name, from.database, prepared.files);
     let archived = {
         let repo = repo.clone();
-        tokio::task::spawn_blocking(move || repo.archive(&source, &request, || verdict(&log))).await
+        tokio::task::spawn_blocking(move || {
+            repo.archive(&source, &request, || {
+                verdict(&log).map_err(Error::DumpFailed)
+            })
+        })
+        .await
     };
     // Owed whether the archive succeeded or not.
     if let Some(after) = prepared.after {
@@ -487,8 +500,10 @@ async fn run(
             let log = log.clone();
             tokio::task::spawn_blocking(move || -> Result<SnapshotInfo> {
                 let source = HostSource::new(&root, root_name, log.clone(), progress)
-                    .map_err(Error::Other)?;
-                repo.archive(&source, &request, || verdict(&log))
+                    .map_err(Error::ReadFailed)?;
+                repo.archive(&source, &request, || {
+                    verdict(&log).map_err(Error::ReadFailed)
+                })
             })
             .await
             .map_err(|e| Error::Other(format!("backup task failed: {e}")))?
@@ -629,7 +644,9 @@ async fn archive_from_engine(
             close: Some(Box::new(move || pump.abort())),
         };
         let source = ArchiveSource::start(input, log.clone(), progress, size);
-        repo.archive(&source, &request, || verdict(&log))
+        repo.archive(&source, &request, || {
+            verdict(&log).map_err(Error::ReadFailed)
+        })
     })
     .await
     .map_err(|e| Error::Other(format!("backup task failed: {e}")));
@@ -770,8 +787,11 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let repo = repo_in(dir.path());
         let log = SharedLog::default();
-        let result = repo.archive(&one_bad_file(&log), &request(), || verdict(&log));
+        let result = repo.archive(&one_bad_file(&log), &request(), || {
+            verdict(&log).map_err(Error::ReadFailed)
+        });
         let err = result.expect_err("a snapshot was published");
+        assert_eq!(err.class(), ErrorClass::Io, "{err}");
         assert!(err.to_string().contains("/b/data"), "{err}");
         assert!(err.to_string().contains("input/output error"), "{err}");
         assert!(repo.snapshots()?.is_empty());

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 /// Result type of the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What kind of failure an [`Error`] is, for exit codes and scripts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What kind of failure an [`Error`] is: the command line maps it to an
+/// exit code, reports carry it for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorClass {
     /// The Docker engine could not be reached at all.
     EngineUnreachable,
@@ -20,8 +22,21 @@ pub enum ErrorClass {
     WrongPassword,
     /// Another process holds a lock that excludes this operation.
     RepositoryLocked,
-    /// The request itself is wrong: unknown volume, non-empty target, ...
+    /// The request itself is wrong: bad values, missing or conflicting
+    /// arguments.
     BadRequest,
+    /// What the request names does not exist: a volume, a snapshot, a
+    /// container, a database in a dump.
+    NotFound,
+    /// Refused as unsafe: the target holds data or is in use, the path is
+    /// the engine's own, ...; nothing was changed.
+    Refused,
+    /// A database's own dump or restore tool failed.
+    DumpFailed,
+    /// Reading or writing files failed; the message names the path.
+    Io,
+    /// The engine answered with an error.
+    Engine,
     /// Stopped on request (SIGINT, SIGTERM); what the work changed was
     /// undone.
     Interrupted,
@@ -77,6 +92,19 @@ pub enum Error {
     BadRequest(String),
 
     #[error("{0}")]
+    NotFound(String),
+
+    #[error("{0}")]
+    Refused(String),
+
+    #[error("{0}")]
+    DumpFailed(String),
+
+    /// Files that could not be read, named in the message.
+    #[error("{0}")]
+    ReadFailed(String),
+
+    #[error("{0}")]
     Interrupted(String),
 
     #[error("{0}")]
@@ -94,11 +122,14 @@ impl Error {
             | Self::PasswordFileMissing { .. }
             | Self::PasswordFileEmpty { .. } => ErrorClass::WrongPassword,
             Self::RepositoryLocked { .. } => ErrorClass::RepositoryLocked,
-            Self::UnknownTarget(_) | Self::BadRequest(_) => ErrorClass::BadRequest,
+            Self::BadRequest(_) => ErrorClass::BadRequest,
+            Self::UnknownTarget(_) | Self::NotFound(_) => ErrorClass::NotFound,
+            Self::Refused(_) => ErrorClass::Refused,
+            Self::DumpFailed(_) => ErrorClass::DumpFailed,
+            Self::Io { .. } | Self::ReadFailed(_) => ErrorClass::Io,
+            Self::Engine { .. } => ErrorClass::Engine,
             Self::Interrupted(_) => ErrorClass::Interrupted,
-            Self::Engine { .. } | Self::Repository { .. } | Self::Io { .. } | Self::Other(_) => {
-                ErrorClass::Other
-            }
+            Self::Repository { .. } | Self::Other(_) => ErrorClass::Other,
         }
     }
 

@@ -19,7 +19,7 @@ pub(crate) fn is_empty_dir(path: &Path) -> Result<bool> {
 /// into it.
 pub(crate) fn clear_dir(dir: &Path) -> Result<()> {
     if let [first, ..] = mounts_below(dir).as_slice() {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Refused(format!(
             "a file system is mounted at {} inside {}: lifeboat does not empty a directory across mounts; unmount it, or restore elsewhere",
             first.display(),
             dir.display()

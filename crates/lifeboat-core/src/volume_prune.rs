@@ -134,7 +134,7 @@ pub fn candidates(
             .ok_or_else(|| Error::UnknownTarget(name.clone()))?;
         if !target.unused {
             let users: Vec<&str> = target.users.iter().map(|u| u.container.as_str()).collect();
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Refused(format!(
                 "{name} is in use by {}: only volumes no container mounts can be pruned",
                 users.join(", ")
             )));
@@ -336,7 +336,7 @@ fn pruned_snapshot_of(snapshots: &[SnapshotInfo], name: &str, host: &str) -> Res
     if let Some(snapshot) = newest(true) {
         return Ok((*snapshot).clone());
     }
-    Err(Error::BadRequest(match newest(false) {
+    Err(Error::NotFound(match newest(false) {
         Some(elsewhere) => format!(
             "no volume {name} was pruned on this host ({host}); one was on {}: restore that snapshot by its id, `lifeboat restore {} --volume {name}`",
             elsewhere.hostname, elsewhere.short_id

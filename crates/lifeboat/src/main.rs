@@ -75,8 +75,9 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(ErrorClass::RepositoryMissing) => exit::REPOSITORY_MISSING,
         Some(ErrorClass::WrongPassword) => exit::WRONG_PASSWORD,
         Some(ErrorClass::RepositoryLocked) => exit::REPOSITORY_LOCKED,
-        Some(ErrorClass::BadRequest) => exit::USAGE,
+        Some(ErrorClass::BadRequest | ErrorClass::NotFound | ErrorClass::Refused) => exit::USAGE,
         Some(ErrorClass::Interrupted) => exit::INTERRUPTED,
-        Some(ErrorClass::Other) | None => exit::FAILURE,
+        Some(ErrorClass::DumpFailed | ErrorClass::Io | ErrorClass::Engine | ErrorClass::Other)
+        | None => exit::FAILURE,
     }
 }

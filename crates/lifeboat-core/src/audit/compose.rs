@@ -46,7 +46,7 @@ pub fn load(path: &Path, options: &ComposeOptions) -> Result<Stack> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         // A file that is not there was mistyped: bad input, not a failure.
         std::io::ErrorKind::NotFound => {
-            Error::BadRequest(format!("{}: no such compose file", path.display()))
+            Error::NotFound(format!("{}: no such compose file", path.display()))
         }
         _ => Error::io(path, e),
     })?;

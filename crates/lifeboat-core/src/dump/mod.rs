@@ -468,7 +468,7 @@ pub(crate) async fn run(
 ) -> Result<Vec<u8>> {
     let out = engine.exec_collect(container, command, None).await?;
     if out.exit_code != 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::DumpFailed(format!(
             "{what} in container {container} failed (exit status {}): {}",
             out.exit_code,
             out.stderr.trim().replace('\n', " | ")

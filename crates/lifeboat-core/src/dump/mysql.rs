@@ -373,7 +373,7 @@ async fn restore_into(
         .filter(|d| only.is_none_or(|o| o == d.name))
         .collect();
     if selected.is_empty() && only.is_some() {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::NotFound(format!(
             "the dump holds no database {:?}; it holds {}",
             only.unwrap_or_default(),
             manifest
@@ -404,7 +404,7 @@ async fn restore_into(
             .feed(engine, container, DATABASES_FILE, &client(&args))
             .await?;
         if fed.exit_code != 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::DumpFailed(format!(
                 "restoring the databases in container {container} failed (exit status {}): {}",
                 fed.exit_code,
                 fed.stderr.trim().replace('\n', " | ")
@@ -494,7 +494,7 @@ async fn restore_accounts(
             .collect();
         return match errors.first() {
             None => Ok(()),
-            Some(first) => Err(Error::Other(format!(
+            Some(first) => Err(Error::DumpFailed(format!(
                 "restoring accounts in container {container} failed: {first}"
             ))),
         };
@@ -507,7 +507,7 @@ async fn restore_accounts(
         .exec_collect(container, &client(&[]), Some(wanted.as_bytes()))
         .await?;
     if out.exit_code != 0 {
-        return Err(Error::Other(format!(
+        return Err(Error::DumpFailed(format!(
             "restoring accounts in container {container} failed (exit status {}): {}",
             out.exit_code,
             out.stderr.trim().replace('\n', " | ")

@@ -280,7 +280,9 @@ async fn describe(engine: &Engine, container: &str) -> Result<Server> {
         .next()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::Other(format!("psql in container {container} gave no version")))?;
+        .ok_or_else(|| {
+            Error::DumpFailed(format!("psql in container {container} gave no version"))
+        })?;
     Ok(Server {
         version,
         databases: fields.filter(|n| !n.is_empty()).collect(),
@@ -312,7 +314,7 @@ async fn open_session(
         input,
     } = exec;
     let what = format!("psql in container {container}, database {database}");
-    let failed = |e: String| Error::Other(format!("{what}: {e}"));
+    let failed = |e: String| Error::DumpFailed(format!("{what}: {e}"));
     let mut input = input.ok_or_else(|| failed("no input".to_string()))?;
     let script = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT '{SNAPSHOT_ID}' || pg_export_snapshot();\n{}\\echo {SNAPSHOT_DONE}\n",
@@ -530,7 +532,7 @@ async fn restore_into(
         .filter(|d| only.is_none_or(|o| o == d.name))
         .collect();
     if selected.is_empty() {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::NotFound(format!(
             "the dump holds no database {:?}; it holds {}",
             only.unwrap_or_default(),
             manifest
@@ -568,7 +570,7 @@ async fn restore_into(
             )
             .await?;
         if fed.exit_code != 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::DumpFailed(format!(
                 "pg_restore of database {} in container {container} failed (exit status {}): {}",
                 database.name,
                 fed.exit_code,
@@ -683,7 +685,7 @@ async fn restore_globals(
         .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
         .collect();
     if out.exit_code != 0 || !errors.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::DumpFailed(format!(
             "restoring roles and tablespaces with psql in container {container} failed: {}",
             errors.first().copied().unwrap_or(out.stderr.trim())
         )));

@@ -51,7 +51,7 @@ async fn cli_output(engine: &Engine, container: &str, args: &[&str]) -> Result<S
     let text = String::from_utf8_lossy(&out).trim().to_string();
     // redis-cli reports server errors on its standard output.
     if text.starts_with("ERR") || text.starts_with("NOAUTH") || text.starts_with("WRONGPASS") {
-        return Err(Error::Other(format!(
+        return Err(Error::DumpFailed(format!(
             "redis-cli {} in container {container}: {text}",
             args.join(" ")
         )));
@@ -90,7 +90,7 @@ async fn prepare(
     let dir = config(engine, container, "dir").await?;
     let file = config(engine, container, "dbfilename").await?;
     if dir.is_empty() || file.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::DumpFailed(format!(
             "redis in container {container} did not say where it saves (dir {dir:?}, dbfilename {file:?})"
         )));
     }
@@ -110,7 +110,7 @@ async fn prepare(
         let check = ["redis-check-rdb".to_string(), pinned.clone()];
         let out = run(engine, container, &check, "redis-check-rdb").await?;
         parse_check(&String::from_utf8_lossy(&out)).ok_or_else(|| {
-            Error::Other(format!(
+            Error::DumpFailed(format!(
                 "redis-check-rdb in container {container} did not find the saved RDB sound"
             ))
         })
@@ -207,14 +207,14 @@ async fn save(engine: &Engine, container: &str) -> Result<()> {
             // A failed save does not move LASTSAVE: it would never be
             // "done"; its status says so.
             if !status_ok || started.elapsed() > Duration::from_secs(5) {
-                return Err(Error::Other(format!(
+                return Err(Error::DumpFailed(format!(
                     "BGSAVE in container {container} failed (rdb_last_bgsave_status: {}); see the server's log",
                     info_field(&info, "rdb_last_bgsave_status").unwrap_or("unknown")
                 )));
             }
         }
         if started.elapsed() > SAVE_TIMEOUT {
-            return Err(Error::Other(format!(
+            return Err(Error::DumpFailed(format!(
                 "BGSAVE in container {container} did not finish within {SAVE_TIMEOUT:?}"
             )));
         }
@@ -230,7 +230,7 @@ async fn wait_for_saves(engine: &Engine, container: &str) -> Result<()> {
             return Ok(());
         }
         if started.elapsed() > SAVE_TIMEOUT {
-            return Err(Error::Other(format!(
+            return Err(Error::DumpFailed(format!(
                 "a save in container {container} did not finish within {SAVE_TIMEOUT:?}"
             )));
         }
@@ -342,7 +342,7 @@ async fn restore_into(
     journal: &mut Journal,
 ) -> Result<Vec<RestoredDatabase>> {
     if auto_remove {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Refused(format!(
             "container {container} was started with --rm: the restart a Redis restore needs would remove it; restore into a container without --rm"
         )));
     }
@@ -626,7 +626,7 @@ async fn wait_and_count(engine: &Engine, container: &str) -> Result<u64> {
             return count_keys(engine, container).await;
         }
         if started.elapsed() > Duration::from_secs(300) {
-            return Err(Error::Other(format!(
+            return Err(Error::DumpFailed(format!(
                 "redis in container {container} did not come back within five minutes after the restore"
             )));
         }

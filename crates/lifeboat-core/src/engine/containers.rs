@@ -268,10 +268,13 @@ impl Engine {
         let started = std::time::Instant::now();
         while self.is_running(container).await? {
             if started.elapsed() > limit {
-                return Err(Error::Other(format!(
-                    "container {container} is still running {}s after it was asked to stop",
-                    limit.as_secs()
-                )));
+                return Err(Error::Engine {
+                    action: format!("stopping container {container}"),
+                    reason: format!(
+                        "still running {}s after it was asked to stop",
+                        limit.as_secs()
+                    ),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -79,10 +79,10 @@ impl Engine {
             .await
             .map_err(|e| Error::engine(what(), e))?;
         let StartExecResults::Attached { output, input } = started else {
-            return Err(Error::Other(format!(
-                "{}: the engine did not attach",
-                what()
-            )));
+            return Err(Error::Engine {
+                action: what(),
+                reason: "the engine did not attach".to_string(),
+            });
         };
         let output = output.filter_map(|item| async move {
             match item {
@@ -115,9 +115,10 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Err(Error::Other(format!(
-            "command {exec_id} still running after its output ended"
-        )))
+        Err(Error::Engine {
+            action: format!("waiting for command {exec_id}"),
+            reason: "still running after its output ended".to_string(),
+        })
     }
 
     /// Runs a short command to the end, feeding it `stdin`, and collects
@@ -192,10 +193,10 @@ impl Engine {
                 return Ok(());
             }
             if started.elapsed() > limit {
-                return Err(Error::Other(format!(
-                    "a command lifeboat started in container {container} is still running after {}s",
-                    limit.as_secs()
-                )));
+                return Err(Error::Engine {
+                    action: format!("a command lifeboat started in container {container}"),
+                    reason: format!("still running after {}s", limit.as_secs()),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -65,9 +65,10 @@ impl Engine {
         while let Some(step) = progress.next().await {
             let step = step.map_err(|e| Error::engine("importing the helper image", e))?;
             if let Some(detail) = step.error_detail.and_then(|d| d.message) {
-                return Err(Error::Other(format!(
-                    "Docker engine: importing the helper image: {detail}"
-                )));
+                return Err(Error::Engine {
+                    action: "importing the helper image".to_string(),
+                    reason: detail,
+                });
             }
         }
         Ok(())

@@ -149,7 +149,7 @@ impl Repo {
             )));
         }
         if settings.exists()? {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Refused(format!(
                 "a repository already exists at {}",
                 settings.shown_location()
             )));
@@ -162,7 +162,7 @@ impl Repo {
             && path.exists()
             && !path.is_dir()
         {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Refused(format!(
                 "{} is not a directory: a repository is a directory of its own; choose another path",
                 path.display()
             )));
@@ -356,7 +356,7 @@ impl Repo {
         &self,
         source: &R,
         request: &ArchiveRequest,
-        accept: impl FnOnce() -> std::result::Result<(), String>,
+        accept: impl FnOnce() -> Result<()>,
     ) -> Result<SnapshotInfo>
     where
         R: source::Source,
@@ -387,21 +387,20 @@ impl Repo {
             snap,
             self.cancelled.clone(),
         );
-        let verdict = match archived {
-            Ok(snap) => accept()
-                .and_then(|()| self.still_locked())
-                .and_then(|()| self.not_cancelled())
-                .map(|()| snap),
-            Err(e) => Err(e.to_string()),
-        };
+        let verdict = archived.and_then(|snap| {
+            accept()?;
+            self.still_locked()?;
+            self.not_cancelled()?;
+            Ok(snap)
+        });
         match verdict {
             Ok(snap) => {
                 self.gate.release(true).map_err(|e| self.error(&e))?;
                 Ok(snapshot_info(snap))
             }
-            Err(reason) => {
+            Err(failure) => {
                 self.gate.release(false).map_err(|e| self.error(&e))?;
-                Err(Error::Other(reason))
+                Err(failure)
             }
         }
     }
@@ -419,9 +418,9 @@ impl Repo {
         self.cancelled.clone()
     }
 
-    fn not_cancelled(&self) -> std::result::Result<(), String> {
+    fn not_cancelled(&self) -> Result<()> {
         if self.cancelled.is_cancelled() {
-            Err("the backup was interrupted".to_string())
+            Err(Error::Interrupted("the backup was interrupted".to_string()))
         } else {
             Ok(())
         }
@@ -429,12 +428,12 @@ impl Repo {
 
     /// Whether the lock taken at opening is still held; a backup whose lock
     /// lapsed may have had its data pruned under it.
-    fn still_locked(&self) -> std::result::Result<(), String> {
+    fn still_locked(&self) -> Result<()> {
         match &self._lock {
-            Some(lock) if !lock.is_held() => Err(format!(
+            Some(lock) if !lock.is_held() => Err(Error::Other(format!(
                 "the lock on {} could not be refreshed for too long: another program may have pruned data this backup relies on; not publishing the snapshot",
                 self.settings.shown_location()
-            )),
+            ))),
             _ => Ok(()),
         }
     }
@@ -450,9 +449,8 @@ impl Repo {
             .archiving
             .lock()
             .map_err(|_| Error::Other("an earlier archive panicked".to_string()))?;
-        self.not_cancelled()
-            .and_then(|()| self.still_locked())
-            .map_err(Error::Other)?;
+        self.not_cancelled()?;
+        self.still_locked()?;
         let opened = self.opened()?;
         let mut file = snapshot.file.clone();
         for tag in tags {

@@ -29,6 +29,12 @@ impl SnapshotInfo {
         self.file.time.timestamp().as_second()
     }
 
+    /// The bytes this snapshot added to the repository (after
+    /// deduplication and compression), when its summary says.
+    pub fn bytes_added(&self) -> Option<u64> {
+        self.file.summary.as_ref().map(|s| s.data_added_packed)
+    }
+
     /// A snapshot as the repository lists one, for tests of what picks
     /// among them; `time` as `2026-01-01T00:00:00+00:00[UTC]`.
     #[cfg(test)]

@@ -326,7 +326,7 @@ fn a_rejected_source_publishes_no_snapshot() -> Result<()> {
         ("/b/f", "f", NodeType::File),
     ]);
     let refused = repo.archive(&source, &request(), || {
-        Err("a file could not be read".into())
+        Err(Error::ReadFailed("a file could not be read".into()))
     });
     assert!(refused.is_err());
     assert!(

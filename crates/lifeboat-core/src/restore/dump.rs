@@ -139,7 +139,7 @@ pub async fn restore_dump(
             let holding = tools.holds(engine, &container.name, &manifest).await?;
             if !holding.is_empty() {
                 if !request.force {
-                    return Err(Error::BadRequest(format!(
+                    return Err(Error::Refused(format!(
                         "container {} holds data the restore would replace ({}); add --force: what it holds is dumped into a snapshot first",
                         container.name,
                         holding.join(", ")
@@ -156,7 +156,7 @@ pub async fn restore_dump(
         DumpDestination::NewVolume { volume, image } => {
             crate::engine::check_volume_name(volume)?;
             if engine.volume(volume).await?.is_some() {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Refused(format!(
                     "volume {volume} exists: bring the dump up on a new volume, or restore into the container that uses {volume} with --into"
                 )));
             }
@@ -260,7 +260,7 @@ pub(super) async fn find_container(
         .collect();
     match by_id.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(Error::BadRequest(format!(
+        [] => Err(Error::NotFound(format!(
             "no container named {wanted} on this engine (ids need at least 12 characters)"
         ))),
         _ => Err(Error::BadRequest(format!(
@@ -299,7 +299,7 @@ pub(super) async fn dump_current(
         .into_iter()
         .find(|p| p.dump.as_ref().is_some_and(|d| d.container == container))
         .ok_or_else(|| {
-            Error::BadRequest(format!(
+            Error::Refused(format!(
                 "the data of container {container} is not in a volume, so it cannot be snapshotted before it is replaced; bring the dump up on a new volume with --to NAME --image IMAGE instead"
             ))
         })?;

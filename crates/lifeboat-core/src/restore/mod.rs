@@ -189,7 +189,7 @@ fn resolve_snapshot_on(
         if let Some((s, spec)) = newest(true) {
             return Ok(((*s).clone(), spec.clone()));
         }
-        return Err(Error::BadRequest(match newest(false) {
+        return Err(Error::NotFound(match newest(false) {
             Some((elsewhere, _)) => format!(
                 "no snapshot of {name} was taken on this host ({host}); the newest, {}, was taken on {}: restore it by its id if that is the data you want",
                 elsewhere.short_id, elsewhere.hostname
@@ -203,7 +203,7 @@ fn resolve_snapshot_on(
         .collect();
     let found = match matches.as_slice() {
         [] => {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::NotFound(format!(
                 "no snapshot {snapshot} in the repository"
             )));
         }

@@ -33,7 +33,7 @@ pub(super) enum Destination {
 pub(super) async fn refuse_protected_path(engine: &Engine, path: &Path) -> Result<()> {
     let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     if crate::inventory::is_host_system_path(&resolved) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Refused(format!(
             "refusing to restore into {}: it is part of the host system; restore into a new directory",
             path.display()
         )));
@@ -41,7 +41,7 @@ pub(super) async fn refuse_protected_path(engine: &Engine, path: &Path) -> Resul
     if let Some(root) = engine.data_root().await?
         && resolved.starts_with(&root)
     {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Refused(format!(
             "refusing to restore into {}: it is inside the engine's storage ({root}); restore a volume by its name with --to NAME",
             path.display()
         )));
@@ -97,7 +97,7 @@ pub(super) async fn refuse_if_running(engine: &Engine, kind: TargetKind, name: &
     if running.is_empty() {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!(
+        Err(Error::Refused(format!(
             "{name} is in use by running container{} {}; stop {} before restoring into it",
             if running.len() == 1 { "" } else { "s" },
             running.join(", "),
@@ -187,7 +187,7 @@ pub(super) fn refuse_tmpfs(destination: &Destination) -> Result<()> {
     };
     let fs = volume.options.get("type").map(String::as_str);
     if volume.driver == "local" && matches!(fs, Some("tmpfs" | "ramfs")) {
-        return Err(Error::BadRequest(format!(
+        return Err(Error::Refused(format!(
             "volume {} is a {} volume: it holds files only while a container mounts it, so what lifeboat restores into it would be gone once written; restore into a directory (--to /PATH) and copy from there into the running container",
             volume.name,
             fs.unwrap_or_default()
@@ -213,7 +213,7 @@ pub(super) fn refuse_unclearable(destination: &Destination) -> Result<()> {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    Err(Error::BadRequest(format!(
+    Err(Error::Refused(format!(
         "volume {} cannot be emptied through the engine: its driver options ({}) keep its files when it is made again, and the engine can add files to a volume but not delete them; empty it yourself and restore without --force, or restore into a new volume with --to NAME",
         volume.name,
         options.join(", ")

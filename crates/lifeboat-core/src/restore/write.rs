@@ -108,7 +108,7 @@ impl TargetRestore<'_> {
             } else {
                 "is not empty"
             };
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Refused(format!(
                 "{name} {why}; restore into a new volume with --to NAME, or overwrite it with --force (its current content is snapshotted first)"
             )));
         }
@@ -119,7 +119,7 @@ impl TargetRestore<'_> {
             && let Ok(dir) = host_dir(self.destination)
             && let [mount, ..] = crate::fsmeta::mounts_below(&dir).as_slice()
         {
-            return Err(Error::BadRequest(format!(
+            return Err(Error::Refused(format!(
                 "a file system is mounted at {} inside {}: lifeboat does not empty a directory across mounts; unmount it, or restore elsewhere",
                 mount.display(),
                 dir.display()
@@ -214,7 +214,7 @@ impl TargetRestore<'_> {
         if sharing.is_empty() {
             return Ok(());
         }
-        Err(Error::BadRequest(format!(
+        Err(Error::Refused(format!(
             "volume {} would be bound to {}, as the snapshot's driver options say, which is volume {}'s directory: restore into {} itself, or into a volume without those options",
             volume.name,
             dir.display(),
@@ -336,7 +336,7 @@ pub(super) async fn clear(
             .map_err(changed);
     }
     let Destination::Volume { volume, .. } = destination else {
-        return Err(unchanged(Error::BadRequest(
+        return Err(unchanged(Error::Refused(
             "a non-empty directory can only be overwritten through a host path".to_string(),
         )));
     };

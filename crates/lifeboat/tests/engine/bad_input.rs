@@ -152,6 +152,14 @@ fn a_backup_where_some_volumes_fail_is_partial() {
     assert!(report["targets"][1]["snapshot"].is_null());
     let error = report["targets"][1]["error"].as_str().expect("an error");
     assert!(error.contains(&gone_arg), "{error}");
+    // The failure keeps its class for scripts: the engine refused to
+    // mount a source that is gone.
+    assert!(report["targets"][0]["failure"].is_null());
+    assert_eq!(
+        report["targets"][1]["failure"], "engine",
+        "{}",
+        report["targets"][1]
+    );
     let snapshots = env.lifeboat(&["snapshots", "--json"]).ok().json();
     assert_eq!(snapshots.as_array().map(Vec::len), Some(1));
 

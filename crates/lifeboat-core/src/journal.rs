@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+use crate::engine::{ContainerControl, Engine};
 use crate::error::{Error, Result};
 
 /// Where lifeboat keeps its journal of stopped containers by default:
@@ -157,7 +157,7 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    pub(crate) fn new(engine: &Engine, state_dir: &Path) -> Self {
+    pub(crate) fn new(engine: &dyn ContainerControl, state_dir: &Path) -> Self {
         let pid = i64::from(std::process::id());
         Self {
             path: journal_dir(state_dir).join(format!("{pid}-{}.json", crate::random_hex(6))),
@@ -284,8 +284,11 @@ pub(crate) enum Restart {
 /// Starts a container lifeboat stopped, once it has really stopped (a stop
 /// interrupted half-way ends first; starting it earlier would be answered
 /// as done and the stop would then complete).
-pub(crate) async fn start_stopped(engine: &Engine, stopped: &Stopped) -> Result<Restart> {
-    let Some(status) = engine.container_status(&stopped.id).await? else {
+pub(crate) async fn start_stopped(
+    engine: &dyn ContainerControl,
+    stopped: &Stopped,
+) -> Result<Restart> {
+    let Some(status) = engine.status(&stopped.id).await? else {
         return Ok(Restart::NotOurs);
     };
     let requested = stopped
@@ -314,7 +317,7 @@ pub(crate) async fn start_stopped(engine: &Engine, stopped: &Stopped) -> Result<
             return Ok(Restart::NotOurs);
         }
     }
-    engine.start_container(&stopped.id).await?;
+    engine.start(&stopped.id).await?;
     Ok(Restart::Started)
 }
 
@@ -331,6 +334,15 @@ pub fn journals_waiting(state_dir: &Path) -> bool {
 /// this very process (after an interruption). Stopped containers start
 /// again, then the commands owed run. Returns what was done, in words.
 pub async fn recover(engine: &Engine, state_dir: &Path, own: bool) -> Result<Vec<String>> {
+    recover_with(engine, state_dir, own).await
+}
+
+/// [`recover`] through the narrow interface the tests fake.
+pub(crate) async fn recover_with(
+    engine: &dyn ContainerControl,
+    state_dir: &Path,
+    own: bool,
+) -> Result<Vec<String>> {
     let dir = journal_dir(state_dir);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -391,7 +403,11 @@ fn read_journal(path: &Path) -> Option<JournalFile> {
     }
 }
 
-async fn recover_one(engine: &Engine, journal: &mut JournalFile, done: &mut Vec<String>) {
+async fn recover_one(
+    engine: &dyn ContainerControl,
+    journal: &mut JournalFile,
+    done: &mut Vec<String>,
+) {
     let mut left = Vec::new();
     for stopped in journal.stopped.iter().rev() {
         match start_stopped(engine, stopped).await {
@@ -438,26 +454,21 @@ async fn recover_one(engine: &Engine, journal: &mut JournalFile, done: &mut Vec<
 /// Runs a command owed; `None` when its container is not running (or is
 /// gone). A command that does not end in time is taken as run: the engine
 /// cannot stop it, and running it twice would be worse.
-async fn run_pending(engine: &Engine, pending: &Pending) -> Result<Option<i64>> {
-    match engine.container_status(&pending.container).await? {
+async fn run_pending(engine: &dyn ContainerControl, pending: &Pending) -> Result<Option<i64>> {
+    match engine.status(&pending.container).await? {
         Some(status) if status.running => {}
         _ => return Ok(None),
     }
     engine
-        .wait_for_execs(
+        .wait_for_commands(
             &pending.container,
             &pending.after,
             std::time::Duration::from_secs(pending.after_seconds),
         )
         .await?;
     let limit = std::time::Duration::from_secs(pending.timeout_seconds);
-    match tokio::time::timeout(
-        limit,
-        engine.exec_collect(&pending.container, &pending.command, None),
-    )
-    .await
-    {
-        Ok(Ok(out)) => Ok(Some(out.exit_code)),
+    match tokio::time::timeout(limit, engine.run(&pending.container, &pending.command)).await {
+        Ok(Ok(code)) => Ok(Some(code)),
         Ok(Err(e)) => Err(e),
         Err(_) => Ok(Some(-1)),
     }

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineContainer, MountKind};
+use crate::engine::{ContainerControl, EngineContainer, MountKind};
 use crate::error::Result;
 use crate::inventory::Target;
 use crate::journal::{Journal, start_stopped};
@@ -270,13 +270,13 @@ impl ComposeDeps {
 
 /// The containers a stop window stopped, started again on the way out.
 pub(crate) struct StopWindow<'a> {
-    engine: &'a Engine,
+    engine: &'a dyn ContainerControl,
     journal: &'a mut Journal,
     stopped: Vec<(StopEntry, Instant)>,
 }
 
 impl<'a> StopWindow<'a> {
-    pub(crate) fn new(engine: &'a Engine, journal: &'a mut Journal) -> Self {
+    pub(crate) fn new(engine: &'a dyn ContainerControl, journal: &'a mut Journal) -> Self {
         Self {
             engine,
             journal,
@@ -296,7 +296,7 @@ impl<'a> StopWindow<'a> {
             let grace = self.engine.stop_timeout(&entry.id).await?;
             self.journal.stopping(&entry.id, &entry.name, grace)?;
             self.stopped.push((entry.clone(), Instant::now()));
-            self.engine.stop_container(&entry.id, Some(grace)).await?;
+            self.engine.stop(&entry.id, grace).await?;
         }
         Ok(())
     }
@@ -455,5 +455,124 @@ mod tests {
             container("b", true, None, &[], &["a"]),
         ];
         assert_eq!(order(&containers).len(), 2);
+    }
+
+    /// The stop window and the journal, against the in-memory engine.
+    mod window {
+        use super::*;
+        use crate::engine::control::fake::FakeEngine;
+        use crate::journal::{Pending, recover_with};
+
+        fn entry(id: &str) -> StopEntry {
+            StopEntry {
+                id: id.to_string(),
+                name: id.to_string(),
+                why: "test".to_string(),
+                auto_remove: false,
+            }
+        }
+
+        fn entries(ids: &[&str]) -> Vec<StopEntry> {
+            ids.iter().map(|id| entry(id)).collect()
+        }
+
+        #[tokio::test]
+        async fn containers_stop_in_order_and_start_again_in_reverse() -> Result<()> {
+            let state = tempfile::tempdir().expect("tempdir");
+            let engine = FakeEngine::with(&[("web", true), ("worker", true), ("db", true)]);
+            let mut journal = Journal::new(&engine, state.path());
+            let mut window = StopWindow::new(&engine, &mut journal);
+            window.stop(&entries(&["web", "worker", "db"])).await?;
+            assert!(!engine.running("web") && !engine.running("db"));
+            let (windows, errors) = window.restart().await;
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                engine.calls(),
+                [
+                    "stop web",
+                    "stop worker",
+                    "stop db",
+                    "start db",
+                    "start worker",
+                    "start web"
+                ]
+            );
+            let reported: Vec<_> = windows.iter().map(|w| w.container.as_str()).collect();
+            assert_eq!(reported, ["web", "worker", "db"]);
+            assert!(["web", "worker", "db"].iter().all(|c| engine.running(c)));
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn only_what_was_running_is_stopped_and_started_again() -> Result<()> {
+            let state = tempfile::tempdir().expect("tempdir");
+            // The worker stopped on its own since the plan was made.
+            let engine = FakeEngine::with(&[("web", true), ("worker", false), ("db", true)]);
+            let mut journal = Journal::new(&engine, state.path());
+            let mut window = StopWindow::new(&engine, &mut journal);
+            window.stop(&entries(&["web", "worker", "db"])).await?;
+            let (windows, errors) = window.restart().await;
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                engine.calls(),
+                ["stop web", "stop db", "start db", "start web"]
+            );
+            assert_eq!(windows.len(), 2);
+            assert!(!engine.running("worker"), "started what was not running");
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn one_container_that_will_not_start_keeps_no_other_stopped() -> Result<()> {
+            let state = tempfile::tempdir().expect("tempdir");
+            let engine = FakeEngine::with(&[("web", true), ("worker", true), ("db", true)]);
+            let mut journal = Journal::new(&engine, state.path());
+            let mut window = StopWindow::new(&engine, &mut journal);
+            window.stop(&entries(&["web", "worker", "db"])).await?;
+            engine.break_start("worker");
+            let (windows, errors) = window.restart().await;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains("worker"), "{errors:?}");
+            assert!(engine.running("web") && engine.running("db"));
+            assert_eq!(windows.len(), 2);
+            // The journal keeps it, for the next command to try again.
+            assert!(journal.stopped("worker").is_some());
+            assert!(journal.stopped("web").is_none());
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn a_window_given_up_is_undone_by_the_recovery_in_reverse() -> Result<()> {
+            let state = tempfile::tempdir().expect("tempdir");
+            let engine = FakeEngine::with(&[("web", true), ("worker", true), ("db", true)]);
+            let mut journal = Journal::new(&engine, state.path());
+            journal.owe(&[Pending::new(
+                "db",
+                vec!["post-hook".to_string()],
+                "the post hook".to_string(),
+            )])?;
+            {
+                let mut window = StopWindow::new(&engine, &mut journal);
+                window.stop(&entries(&["web", "worker", "db"])).await?;
+                // Cancelled here: the backup's future is dropped with the
+                // window, which starts nothing itself.
+            }
+            // Someone started the worker meanwhile: not lifeboat's to
+            // start any more.
+            engine.started_by_someone("worker");
+            let done = recover_with(&engine, state.path(), true).await?;
+            assert_eq!(
+                engine.calls()[3..],
+                ["start db", "start web", "run db: post-hook"]
+            );
+            assert_eq!(
+                done,
+                ["started db", "started web", "ran the post hook in db"]
+            );
+            assert!(["web", "worker", "db"].iter().all(|c| engine.running(c)));
+            // Nothing is left to undo.
+            assert!(recover_with(&engine, state.path(), true).await?.is_empty());
+            Ok(())
+        }
     }
 }

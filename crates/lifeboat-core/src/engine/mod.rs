@@ -11,12 +11,14 @@
 
 mod archive;
 mod containers;
+pub(crate) mod control;
 mod exec;
 mod helpers;
 mod volumes;
 
-pub(crate) use containers::stop_limit;
 pub use containers::{ContainerMount, ContainerProcess, EngineContainer, ImageConfig, MountKind};
+pub(crate) use containers::{ContainerStatus, stop_limit};
+pub(crate) use control::ContainerControl;
 pub(crate) use exec::{Exec, ExecChunk};
 pub(crate) use helpers::{HELPER_LABEL, HELPER_MOUNT, Helper, HelperSource};
 pub use volumes::EngineVolume;

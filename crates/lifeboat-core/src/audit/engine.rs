@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::images::database_data;
 use super::model::{BackupState, MountType, Owner, Service, Stack};
-use super::rules::database_data;
 use crate::config::{Config, max_age};
 use crate::engine::{ContainerProcess, Engine, ImageConfig, MountKind};
 use crate::error::Result;

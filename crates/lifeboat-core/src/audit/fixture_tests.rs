@@ -136,7 +136,7 @@ fn the_clean_stack_has_no_findings() -> Result<()> {
     // The shell's script was read: a server, keeping its file.
     let queue = stack.service("queue").expect("queue");
     assert_eq!(queue.command[0], "sh");
-    assert!(super::rules::database_data(queue).is_some_and(|d| d.mount.is_some()));
+    assert!(super::images::database_data(queue).is_some_and(|d| d.mount.is_some()));
     let app = stack.service("app").expect("app");
     assert_eq!(app.mounts[2].source.as_deref(), Some("clean_uploads"));
     assert!(stack.warnings.is_empty(), "{:?}", stack.warnings);

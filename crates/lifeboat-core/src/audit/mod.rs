@@ -20,6 +20,7 @@ pub mod compose;
 mod engine;
 #[cfg(test)]
 mod fixture_tests;
+mod images;
 mod lines;
 mod model;
 pub mod rules;

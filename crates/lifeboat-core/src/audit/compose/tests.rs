@@ -1,4 +1,3 @@
-
 use super::mounts::parse_short;
 use super::*;
 

@@ -12,7 +12,8 @@
 //! published. No temporary file is written; memory stays bounded by the
 //! channel between the command's output and the repository.
 //!
-//! Its rooms: `tools` (the interface every database engine implements),
+//! Its rooms: `tools` (the interface every database engine implements)
+//! and `engines` (which implementation serves which database),
 //! one directory per engine (`postgres`, `mysql` for MariaDB and MySQL,
 //! `redis`), each split into taking the dump and restoring it;
 //! `command` (commands whose output becomes a file) and `files` (a dump
@@ -22,6 +23,8 @@ pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod tools;
+
+mod engines;
 
 mod command;
 mod files;
@@ -146,6 +149,13 @@ impl Database {
             Self::Mysql => "mysql",
             Self::Redis => "redis",
         }
+    }
+
+    /// The database a snapshot's `database=` tag names.
+    pub(crate) fn from_dir_name(name: &str) -> Option<Self> {
+        [Self::Postgres, Self::Mariadb, Self::Mysql, Self::Redis]
+            .into_iter()
+            .find(|d| d.dir_name() == name)
     }
 }
 

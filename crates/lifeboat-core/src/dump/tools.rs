@@ -1,12 +1,12 @@
 //! What lifeboat does with one database engine, behind one interface: dump
 //! it, clean up after the dump, tell whether a container holds data,
 //! restore into it, and bring a new server up on a volume. Each engine's
-//! module implements it; [`Database::tools`] is the one place that picks
-//! the implementation, so a new engine is one new module.
+//! module implements it; `Database::tools` (in `engines.rs`) is the one
+//! place that picks the implementation, so a new engine is one new module.
 
 use futures_util::future::BoxFuture;
 
-use super::{Database, DumpFiles, DumpFrom, DumpManifest, DumpOpen, RestoredDatabase};
+use super::{DumpFiles, DumpFrom, DumpManifest, DumpOpen, RestoredDatabase};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::journal::Journal;
@@ -91,22 +91,4 @@ pub(crate) trait DatabaseTools: Sync {
     /// How a new server starts with the settings the manifest recorded
     /// and `password` for its administrator.
     fn server_start(&self, manifest: &DumpManifest, password: &str) -> ServerStart;
-}
-
-impl Database {
-    /// The tools of this database engine.
-    pub(crate) fn tools(self) -> &'static dyn DatabaseTools {
-        match self {
-            Self::Postgres => &super::postgres::Postgres,
-            Self::Mariadb | Self::Mysql => &super::mysql::Mysql,
-            Self::Redis => &super::redis::Redis,
-        }
-    }
-
-    /// The database a snapshot's `database=` tag names.
-    pub(crate) fn from_dir_name(name: &str) -> Option<Self> {
-        [Self::Postgres, Self::Mariadb, Self::Mysql, Self::Redis]
-            .into_iter()
-            .find(|d| d.dir_name() == name)
-    }
 }

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A header block: name, type, size; ustar format, checksum set.

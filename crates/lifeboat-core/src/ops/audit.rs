@@ -51,7 +51,7 @@ pub async fn audit(session: &Session, source: &AuditSource) -> Result<AuditRepor
             let (existing_volumes, engine_note) = if *offline {
                 (None, None)
             } else {
-                match volume_names(session).await {
+                match volume_names().await {
                     Ok(names) => (Some(names), None),
                     Err(e) => (
                         None,
@@ -76,9 +76,10 @@ pub async fn audit(session: &Session, source: &AuditSource) -> Result<AuditRepor
     Ok(AuditReport { stack, findings })
 }
 
-async fn volume_names(session: &Session) -> Result<BTreeSet<String>> {
-    Ok(session
-        .engine()
+/// The engine's volumes; only they are asked for, so nothing else of the
+/// session's engine (its clean-up of leftover helpers) runs.
+async fn volume_names() -> Result<BTreeSet<String>> {
+    Ok(crate::engine::Engine::connect()
         .await?
         .volumes()
         .await?

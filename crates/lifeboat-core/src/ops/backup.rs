@@ -77,6 +77,7 @@ pub async fn backup(session: &Session, request: &BackupRequest) -> Result<Backup
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+    session.go_on()?;
     // Not dropped on a stop: a repository half created would not open.
     let repo = session.repo_or_default().await?;
     session.go_on()?;
@@ -113,8 +114,8 @@ pub async fn backup(session: &Session, request: &BackupRequest) -> Result<Backup
         }),
         () = session.cancelled() => {
             // The work is abandoned where it stands: no snapshot is
-            // published after this (the repository was told), and what
-            // it stopped starts again now.
+            // published after this, and what it stopped starts again now.
+            repo.cancel();
             session.emit(Event::WorkEnded);
             session.undo().await;
             Err(Error::Interrupted(

@@ -107,13 +107,14 @@ pub async fn restore(session: &Session, request: &RestoreRequest) -> Result<Rest
             let restoring = crate::restore::restore(engine, repo, &files, progress.clone());
             tokio::pin!(restoring);
             let report = tokio::select! {
-                report = &mut restoring => report,
+                biased;
                 () = session.cancelled() => {
                     // The restore stops at its next file and puts the
                     // target back as it was; it must finish that.
                     progress.stop();
                     restoring.await
                 }
+                report = &mut restoring => report,
             };
             session.emit(Event::WorkEnded);
             return report.map(RestoreOutcome::Files);
@@ -140,6 +141,7 @@ pub async fn restore(session: &Session, request: &RestoreRequest) -> Result<Rest
     let report = tokio::select! {
         report = crate::restore::restore_dump(engine, repo, &dump, progress.clone()) => report,
         () = session.cancelled() => {
+            repo.cancel();
             session.emit(Event::WorkEnded);
             session.undo().await;
             return Err(Error::Interrupted("the restore was interrupted".into()));

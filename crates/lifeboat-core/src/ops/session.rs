@@ -157,15 +157,7 @@ impl Session {
 
     /// The repository, which must exist.
     pub async fn repo(&self) -> Result<&Repo> {
-        self.repo
-            .get_or_try_init(|| async {
-                let repo = self.finish_opening().await?;
-                if self.cancel.is_cancelled() {
-                    repo.cancel();
-                }
-                Ok(repo)
-            })
-            .await
+        self.repo.get_or_try_init(|| self.finish_opening()).await
     }
 
     /// The repository; lifeboat's default one is created on first use,
@@ -195,9 +187,6 @@ impl Session {
                     }
                     opened => opened?,
                 };
-                if self.cancel.is_cancelled() {
-                    repo.cancel();
-                }
                 Ok(repo)
             })
             .await
@@ -212,9 +201,14 @@ impl Session {
             .map_err(|e| Error::Other(format!("a repository task stopped: {e}")))?
     }
 
-    /// The snapshots of the repository, which must exist.
+    /// The snapshots of the repository, which must exist. Opened only for
+    /// this (an operation that only lists), the repository is closed
+    /// again at once: its lock is not held while the caller prints.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
-        let repo = self.repo().await?.clone();
+        let repo = match self.repo.get() {
+            Some(repo) => repo.clone(),
+            None => self.finish_opening().await?,
+        };
         Self::blocking(move || repo.snapshots()).await
     }
 
@@ -232,14 +226,10 @@ impl Session {
         }
     }
 
-    /// Asks the running operation to stop: nothing is published after
-    /// this, and what the operation changed is undone before it returns
-    /// ([`Error::Interrupted`]).
+    /// Asks the running operation to stop: it undoes what it changed
+    /// before it returns ([`Error::Interrupted`]).
     pub fn cancel(&self) {
         self.cancel.cancel();
-        if let Some(repo) = self.repo.get() {
-            repo.cancel();
-        }
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -290,10 +280,15 @@ impl Session {
         }
     }
 
-    /// Leaving at once, the operation dropped where it stands: only its
-    /// helper containers are removed.
-    pub async fn abandon(&self) -> Result<()> {
+    /// Leaving at once: the operation is dropped where it stands, and
+    /// its progress ends.
+    pub fn abandon(&self) {
         self.emit(Event::WorkEnded);
+    }
+
+    /// Removes the helper containers of an abandoned operation, which
+    /// would keep their volumes in use.
+    pub async fn remove_helpers(&self) -> Result<()> {
         if let Some(engine) = self.engine.get() {
             engine.remove_own_helpers().await?;
         }
@@ -302,5 +297,5 @@ impl Session {
 }
 
 fn stopped_early() -> Error {
-    Error::Interrupted("stopped before anything was changed".into())
+    Error::Interrupted("stopped before any volume or container was touched".into())
 }

@@ -217,9 +217,9 @@ pub(crate) async fn stoppable<T>(
     tokio::select! {
         done = &mut operation => Some(done),
         signal = interrupted() => {
-            let abandoned = session.abandon().await;
+            session.abandon();
             errln!("lifeboat: {signal} again: {leaving}");
-            if let Err(e) = abandoned {
+            if let Err(e) = session.remove_helpers().await {
                 errln!("lifeboat: {e}");
             }
             None

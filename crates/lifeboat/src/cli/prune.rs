@@ -46,7 +46,12 @@ pub(crate) async fn run(session: &Session, global: &Global, args: PruneArgs) -> 
         return Ok(crate::exit::SUCCESS);
     };
     if global.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        // Through a Value: every object's keys in name order, as this
+        // output has always had them.
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&report)?)?
+        );
     } else {
         for o in outcomes {
             match (&o.kept_snapshot, &o.reason) {
@@ -77,7 +82,10 @@ pub(crate) async fn run(session: &Session, global: &Global, args: PruneArgs) -> 
 
 fn print_candidates(global: &Global, report: &VolumePruneReport) -> anyhow::Result<()> {
     if global.json {
-        outln!("{}", serde_json::to_string_pretty(report)?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(report)?)?
+        );
         return Ok(());
     }
     let (candidates, options, dry_run) = (&report.candidates, &report.options, report.dry_run);

@@ -20,7 +20,12 @@ pub(crate) async fn run(
 ) -> anyhow::Result<u8> {
     let selected = ops::snapshots::snapshots(session, args.volume.as_deref()).await?;
     if global.json {
-        outln!("{}", serde_json::to_string_pretty(&selected)?);
+        // Through a Value: every object's keys in name order, as this
+        // output has always had them.
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&selected)?)?
+        );
         return Ok(crate::exit::SUCCESS);
     }
     let mut table = Table::new(&["ID", "TIME", "KIND", "NAME", "FILES", "SIZE", "NOTES"]);

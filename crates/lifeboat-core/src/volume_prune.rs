@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::backup::{ReaderChoice, backup_target};
 use crate::engine::{Engine, MountKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::inventory::Target;
 use crate::progress::TransferProgress;
 use crate::repo::spec::{TargetKind, TargetSpec};
@@ -109,6 +109,28 @@ pub struct Outcome {
     /// It was to go (backed up, or asked to be backed up first) and a
     /// step failed.
     pub failed: bool,
+    /// What kind of failure, or of refusal, kept it.
+    pub failure: Option<ErrorClass>,
+}
+
+/// Why a candidate stays: the reason in words, and its kind.
+struct Kept {
+    class: ErrorClass,
+    reason: String,
+}
+
+impl Kept {
+    fn new(class: ErrorClass, reason: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failed step, named, keeping its error's class.
+    fn failed(step: &str, e: &Error) -> Self {
+        Self::new(e.class(), format!("{step}: {e}"))
+    }
 }
 
 /// How to prune.
@@ -215,13 +237,15 @@ pub async fn prune(
                 kept_snapshot: Some(kept),
                 reason: None,
                 failed: false,
+                failure: None,
             },
-            Err(reason) => Outcome {
+            Err(kept) => Outcome {
                 name: c.name.clone(),
                 removed: false,
                 kept_snapshot: None,
-                reason: Some(reason),
+                reason: Some(kept.reason),
                 failed: c.removable(options),
+                failure: Some(kept.class),
             },
         };
         outcomes.push(outcome);
@@ -235,18 +259,23 @@ async fn prune_one(
     c: &Candidate,
     options: &PruneOptions,
     progress: Arc<TransferProgress>,
-) -> std::result::Result<SnapshotInfo, String> {
+) -> std::result::Result<SnapshotInfo, Kept> {
     let stamp = format!("pruned-at={}", rfc3339(now()));
     let kept = match c.state {
-        State::Protected => return Err(format!("labelled {PROTECT_LABEL}=true")),
+        State::Protected => {
+            return Err(Kept::new(
+                ErrorClass::Refused,
+                format!("labelled {PROTECT_LABEL}=true"),
+            ));
+        }
         State::BackedUp => {
             let Some(snapshot) = c.last_snapshot.clone() else {
-                return Err("no snapshot".to_string());
+                return Err(Kept::new(ErrorClass::NotFound, "no snapshot"));
             };
             let repo = repo.clone();
             blocking(move || repo.save_tagged_copy(&snapshot, &[PRUNED_TAG.to_string(), stamp]))
                 .await
-                .map_err(|e| format!("keeping its snapshot: {e}"))?
+                .map_err(|e| Kept::failed("keeping its snapshot", &e))?
         }
         _ if options.backup_first => {
             let tags = [PRUNED_TAG.to_string(), stamp];
@@ -256,21 +285,30 @@ async fn prune_one(
                 (Some(snapshot), None) if result.vanished.is_empty() => snapshot,
                 (Some(snapshot), None) => {
                     forget(repo, &snapshot, &c.name).await;
-                    return Err("files vanished while it was backed up; run prune again".into());
+                    return Err(Kept::new(
+                        ErrorClass::Refused,
+                        "files vanished while it was backed up; run prune again",
+                    ));
                 }
                 (_, error) => {
-                    return Err(format!(
-                        "backing it up failed: {}",
-                        error.unwrap_or_else(|| "no snapshot was written".to_string())
+                    return Err(Kept::new(
+                        result.failure.unwrap_or(ErrorClass::Other),
+                        format!(
+                            "backing it up failed: {}",
+                            error.unwrap_or_else(|| "no snapshot was written".to_string())
+                        ),
                     ));
                 }
             }
         }
         state => {
-            return Err(format!(
-                "{}: back it up first (lifeboat backup {}, or prune --backup-first)",
-                state.describe(),
-                c.name
+            return Err(Kept::new(
+                ErrorClass::Refused,
+                format!(
+                    "{}: back it up first (lifeboat backup {}, or prune --backup-first)",
+                    state.describe(),
+                    c.name
+                ),
             ));
         }
     };
@@ -281,18 +319,24 @@ async fn prune_one(
             .is_ok_and(|after| kept.epoch_seconds() > after.last_change + 1);
         if !unchanged {
             forget(repo, &kept, &c.name).await;
-            return Err(format!(
-                "it changed after snapshot {} began; run prune again",
-                kept.short_id
+            return Err(Kept::new(
+                ErrorClass::Refused,
+                format!(
+                    "it changed after snapshot {} began; run prune again",
+                    kept.short_id
+                ),
             ));
         }
     }
     if let Err(e) = engine.remove_volume(&c.name).await {
         // The snapshot stays: a removal that failed half-way may have
         // taken data with it.
-        return Err(format!(
-            "removing it: {e}; snapshot {} (tagged {PRUNED_TAG}) holds its data",
-            kept.short_id
+        return Err(Kept::new(
+            e.class(),
+            format!(
+                "removing it: {e}; snapshot {} (tagged {PRUNED_TAG}) holds its data",
+                kept.short_id
+            ),
         ));
     }
     Ok(kept)

@@ -95,6 +95,16 @@ fn prune_removes_only_what_a_snapshot_holds_and_brings_it_back_whole() {
     let kept = outcome["kept_snapshot"]["id"]
         .as_str()
         .expect("a kept snapshot");
+    assert!(outcome["failure"].is_null(), "{outcome}");
+    // What stays says why, by class too: a protected volume is refused.
+    let stayed = pruned["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|o| o["name"] == protected.as_str())
+        .expect("an outcome for the protected volume");
+    assert_eq!(stayed["failure"], "refused", "{stayed}");
+    assert_eq!(stayed["failed"], false, "{stayed}");
     let tags = restic(
         &env.repo(),
         &env.password,

@@ -37,6 +37,8 @@ pub enum ErrorClass {
     Io,
     /// The engine answered with an error.
     Engine,
+    /// What was restored does not match the snapshot.
+    Mismatch,
     /// Stopped on request (SIGINT, SIGTERM); what the work changed was
     /// undone.
     Interrupted,
@@ -104,8 +106,21 @@ pub enum Error {
     #[error("{0}")]
     ReadFailed(String),
 
+    /// Writing to or reading from the repository's storage failed.
+    #[error("{0}")]
+    Storage(String),
+
+    /// What was restored does not match the snapshot, as read back.
+    #[error("{0}")]
+    Mismatch(String),
+
     #[error("{0}")]
     Interrupted(String),
+
+    /// An error of another class, with more said about it: see
+    /// [`Error::context`].
+    #[error("{message}")]
+    Context { class: ErrorClass, message: String },
 
     #[error("{0}")]
     Other(String),
@@ -126,10 +141,28 @@ impl Error {
             Self::UnknownTarget(_) | Self::NotFound(_) => ErrorClass::NotFound,
             Self::Refused(_) => ErrorClass::Refused,
             Self::DumpFailed(_) => ErrorClass::DumpFailed,
-            Self::Io { .. } | Self::ReadFailed(_) => ErrorClass::Io,
+            Self::Io { .. } | Self::ReadFailed(_) | Self::Storage(_) => ErrorClass::Io,
             Self::Engine { .. } => ErrorClass::Engine,
+            Self::Mismatch(_) => ErrorClass::Mismatch,
+            Self::Context { class, .. } => *class,
             Self::Interrupted(_) => ErrorClass::Interrupted,
             Self::Repository { .. } | Self::Other(_) => ErrorClass::Other,
+        }
+    }
+
+    /// This error with more said about it (what was or was not undone,
+    /// where the old data is), keeping its class: `say` gets its message.
+    /// An interruption said more about is no longer one: "interrupted"
+    /// promises that what the work changed was undone, and what is said
+    /// here is what was not.
+    pub(crate) fn context(self, say: impl FnOnce(String) -> String) -> Self {
+        let class = match self.class() {
+            ErrorClass::Interrupted => ErrorClass::Other,
+            class => class,
+        };
+        Self::Context {
+            class,
+            message: say(self.to_string()),
         }
     }
 

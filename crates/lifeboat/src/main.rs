@@ -77,7 +77,13 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(ErrorClass::RepositoryLocked) => exit::REPOSITORY_LOCKED,
         Some(ErrorClass::BadRequest | ErrorClass::NotFound | ErrorClass::Refused) => exit::USAGE,
         Some(ErrorClass::Interrupted) => exit::INTERRUPTED,
-        Some(ErrorClass::DumpFailed | ErrorClass::Io | ErrorClass::Engine | ErrorClass::Other)
+        Some(
+            ErrorClass::DumpFailed
+            | ErrorClass::Io
+            | ErrorClass::Engine
+            | ErrorClass::Mismatch
+            | ErrorClass::Other,
+        )
         | None => exit::FAILURE,
     }
 }

@@ -9,6 +9,7 @@ pub(super) async fn dump(
     repo: &Repo,
     planned: &PlannedTarget,
     extra_tags: &[String],
+    time: Option<&Zoned>,
     progress: Arc<TransferProgress>,
     journal: &mut crate::journal::Journal,
 ) -> Result<SnapshotInfo> {
@@ -43,6 +44,7 @@ pub(super) async fn dump(
         parent: None,
         list_ahead: false,
         streams: true,
+        time: time.cloned(),
         progress: progress.clone(),
     };
     let prepared = from

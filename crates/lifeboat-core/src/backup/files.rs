@@ -14,6 +14,8 @@ pub(super) struct FilePass {
     /// The snapshot whose unchanged files may be reused, instead of the
     /// latest of the same path.
     pub(super) parent: Option<String>,
+    /// The time the snapshot records instead of now.
+    pub(super) time: Option<Zoned>,
 }
 
 pub(super) async fn run(
@@ -63,6 +65,7 @@ pub(super) async fn run(
         parent: pass.parent.clone(),
         list_ahead: reader == Reader::Host,
         streams: false,
+        time: pass.time.clone(),
         progress: progress.clone(),
     };
 
@@ -250,7 +253,7 @@ pub(super) async fn ensure_same_volume(engine: &Engine, target: &Target, note: &
     if same {
         Ok(())
     } else {
-        Err(Error::Other(format!(
+        Err(Error::NotFound(format!(
             "volume {} was removed or replaced since the inventory was taken{note}; not backing it up",
             target.name
         )))

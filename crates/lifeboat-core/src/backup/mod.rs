@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use jiff::Zoned;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -149,6 +151,7 @@ pub async fn backup_target(
         choice,
         tags: extra_tags.to_vec(),
         parent: None,
+        time: None,
     };
     let outcome = run(engine, repo, target, &pass, progress, &mut result).await;
     result.complete(outcome, started)
@@ -161,7 +164,7 @@ pub async fn backup_planned(
     repo: &Repo,
     planned: &PlannedTarget,
     choice: ReaderChoice,
-    stop: &StopSettings,
+    settings: &RunSettings,
     progress: Arc<TransferProgress>,
 ) -> TargetBackup {
     let started = Instant::now();
@@ -173,7 +176,7 @@ pub async fn backup_planned(
     {
         return result.complete(Err(Error::Refused(refusal)), started);
     }
-    let mut journal = crate::journal::Journal::new(engine, &stop.state_dir);
+    let mut journal = crate::journal::Journal::new(engine, &settings.state_dir);
     // Post hooks are owed from the moment pre hooks may have run: an
     // interrupted or killed lifeboat leaves them to the journal. Without a
     // journal, no hook runs.
@@ -189,20 +192,25 @@ pub async fn backup_planned(
                 choice,
                 tags: vec![tag],
                 parent: None,
+                time: settings.time.clone(),
             };
             run(engine, repo, &planned.target, &pass, progress, &mut result).await
         }
-        (None, Strategy::Dump) => dump(engine, repo, planned, &[], progress, &mut journal).await,
+        (None, Strategy::Dump) => {
+            let time = settings.time.as_ref();
+            dump(engine, repo, planned, &[], time, progress, &mut journal).await
+        }
         (None, Strategy::Stop) => {
-            let settings = StopRun {
+            let stop = StopRun {
                 choice,
-                single_pass: stop.single_pass,
+                single_pass: settings.single_pass,
+                time: settings.time.clone(),
             };
             stop_and_copy(
                 engine,
                 repo,
                 planned,
-                &settings,
+                &stop,
                 &mut journal,
                 progress,
                 &mut result,
@@ -236,7 +244,16 @@ pub(crate) async fn backup_tagged(
     let mut result = TargetBackup::new(&planned.target);
     result.strategy = Some(planned.strategy);
     let mut journal = crate::journal::Journal::new(engine, state_dir);
-    let outcome = dump(engine, repo, planned, extra_tags, progress, &mut journal).await;
+    let outcome = dump(
+        engine,
+        repo,
+        planned,
+        extra_tags,
+        None,
+        progress,
+        &mut journal,
+    )
+    .await;
     result.complete(outcome, started)
 }
 
@@ -288,14 +305,18 @@ impl TargetBackup {
     }
 }
 
-/// How the stop strategy runs.
+/// How a backup run goes, whatever each target's strategy.
 #[derive(Clone, Debug)]
-pub struct StopSettings {
-    /// Where the journal of stopped containers lives.
+pub struct RunSettings {
+    /// Where the journal of stopped containers and owed hooks lives.
     pub state_dir: PathBuf,
-    /// Stop first and copy everything while stopped, instead of copying
-    /// live first and only the changes while stopped.
+    /// With the stop strategy: stop first and copy everything while
+    /// stopped, instead of copying live first and only the changes while
+    /// stopped.
     pub single_pass: bool,
+    /// The time the snapshots record instead of now (`--time`: history
+    /// imported, or built for a test of retention).
+    pub time: Option<Zoned>,
 }
 
 /// A summary of a whole backup run.

@@ -3,16 +3,17 @@
 
 use super::*;
 
+/// How one stopped backup reads, and the time its snapshot records.
+pub(super) struct StopRun {
+    pub(super) choice: ReaderChoice,
+    pub(super) single_pass: bool,
+    pub(super) time: Option<Zoned>,
+}
+
 /// The stop strategy: copy live, stop the writers and their dependents,
 /// copy again on top of the first copy (so that the window covers only
 /// what changed meanwhile), and start the containers again, whatever
 /// happened. The first copy, an inconsistent one, is deleted.
-/// How one stopped backup reads.
-pub(super) struct StopRun {
-    pub(super) choice: ReaderChoice,
-    pub(super) single_pass: bool,
-}
-
 pub(super) async fn stop_and_copy(
     engine: &Engine,
     repo: &Repo,
@@ -34,6 +35,7 @@ pub(super) async fn stop_and_copy(
             choice,
             tags: vec![tag.clone(), crate::repo::spec::PREPASS_TAG.to_string()],
             parent: None,
+            time: settings.time.clone(),
         };
         Some(run(engine, repo, target, &pass, progress.clone(), result).await?)
     } else {
@@ -47,6 +49,7 @@ pub(super) async fn stop_and_copy(
                 choice,
                 tags: vec![tag],
                 parent: prepass.as_ref().map(|p| p.id.clone()),
+                time: settings.time.clone(),
             };
             run(engine, repo, target, &pass, progress, result).await
         }

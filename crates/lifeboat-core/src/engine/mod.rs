@@ -68,6 +68,16 @@ impl Engine {
         Ok(Self { docker, host })
     }
 
+    /// An engine behind a file that is no socket: every call fails, as
+    /// with an engine that went away. For tests of code that must not
+    /// need the engine.
+    #[cfg(test)]
+    pub(crate) fn unreachable() -> Self {
+        let host = "unix:///dev/null".to_string();
+        let docker = Docker::connect_with_host(&host).expect("a client without a connection");
+        Self { docker, host }
+    }
+
     /// The address lifeboat talks to.
     pub fn host(&self) -> &str {
         &self.host

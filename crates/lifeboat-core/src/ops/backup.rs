@@ -4,13 +4,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::events::Event;
+use jiff::Zoned;
+
+use super::events::{Event, Events};
 use super::session::Session;
-use crate::backup::{BackupRun, ReaderChoice, StopSettings, backup_planned, select_targets};
+use crate::backup::{
+    BackupRun, ReaderChoice, RunSettings, TargetBackup, backup_planned, select_targets,
+};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::inventory::{self, InventoryOptions};
 use crate::plan::{self, PlannedTarget, StrategyFlags};
 use crate::progress::TransferProgress;
+use crate::repo::Repo;
 
 /// What to back up, and how.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +33,27 @@ pub struct BackupRequest {
     /// stopped, instead of copying live first and only the changes while
     /// stopped.
     pub single_pass: bool,
+    /// The time the snapshots record instead of now: see
+    /// [`snapshot_time`].
+    pub time: Option<Zoned>,
+}
+
+/// Reads the time `--time` gives a snapshot: RFC 3339 with its offset
+/// (`2026-03-01T03:00:00+01:00`, `...Z`), or a wall-clock time on this
+/// host's clock (`2026-03-01 03:00:00`), as restic's `--time` reads it.
+pub fn snapshot_time(text: &str) -> Result<Zoned> {
+    let bad = || {
+        Error::BadRequest(format!(
+            "invalid time {text:?}: use 2026-03-01T03:00:00+01:00, or 2026-03-01 03:00:00 on this host's clock"
+        ))
+    };
+    let pieces = jiff::fmt::temporal::Pieces::parse(text.trim()).map_err(|_| bad())?;
+    let wall = pieces.date().to_datetime(pieces.time().ok_or_else(bad)?);
+    let zone = match pieces.to_numeric_offset() {
+        Some(offset) => jiff::tz::TimeZone::fixed(offset),
+        None => jiff::tz::TimeZone::system(),
+    };
+    wall.to_zoned(zone).map_err(|_| bad())
 }
 
 /// The strategy each target would be backed up with, and why; nothing is
@@ -87,25 +114,13 @@ pub async fn backup(session: &Session, request: &BackupRequest) -> Result<Backup
         });
     }
     let engine = session.engine().await?;
-    let stop = StopSettings {
+    let stop = RunSettings {
         state_dir: session.state_dir().to_path_buf(),
         single_pass: request.single_pass,
+        time: request.time.clone(),
     };
-    let work = async {
-        let mut results = Vec::with_capacity(planned.len());
-        for target in &planned {
-            let progress = Arc::new(TransferProgress::default());
-            session.emit(Event::WorkStarted {
-                what: &format!("{} {}", target.kind.as_str(), target.name),
-                progress: &progress,
-            });
-            let result = backup_planned(engine, repo, target, request.via, &stop, progress).await;
-            session.emit(Event::WorkEnded);
-            session.emit(Event::TargetBackedUp(&result));
-            results.push(result);
-        }
-        results
-    };
+    let events = session.events();
+    let work = back_up_each(engine, repo, &planned, request.via, &stop, events.as_ref());
     tokio::select! {
         biased;
         targets = work => Ok(BackupRun {
@@ -124,3 +139,32 @@ pub async fn backup(session: &Session, request: &BackupRequest) -> Result<Backup
         }
     }
 }
+
+/// Backs up the planned targets one after the other, each result an
+/// event the moment it is known. A target that fails does not stop the
+/// others: its failure, with its class, is in its result.
+async fn back_up_each(
+    engine: &Engine,
+    repo: &Repo,
+    planned: &[PlannedTarget],
+    via: ReaderChoice,
+    stop: &RunSettings,
+    events: &dyn Events,
+) -> Vec<TargetBackup> {
+    let mut results = Vec::with_capacity(planned.len());
+    for target in planned {
+        let progress = Arc::new(TransferProgress::default());
+        events.event(Event::WorkStarted {
+            what: &format!("{} {}", target.kind.as_str(), target.name),
+            progress: &progress,
+        });
+        let result = backup_planned(engine, repo, target, via, stop, progress).await;
+        events.event(Event::WorkEnded);
+        events.event(Event::TargetBackedUp(&result));
+        results.push(result);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests;

@@ -373,6 +373,9 @@ impl Repo {
             snap.tags.add(tag.clone());
         }
         snap.description = request.description.clone();
+        if let Some(time) = &request.time {
+            snap.time = time.clone();
+        }
         if let Some(label) = &request.label {
             snap.label = label.clone();
         }
@@ -471,6 +474,15 @@ impl Repo {
             .map_err(|e| self.error(&e))
     }
 
+    /// Deletes snapshots retention decided to remove. Their data stays
+    /// until a prune.
+    pub(crate) fn forget_snapshots(&self, snapshots: &[&SnapshotInfo]) -> Result<()> {
+        let ids: Vec<_> = snapshots.iter().map(|s| s.file.id).collect();
+        self.opened()?
+            .delete_snapshots(&ids)
+            .map_err(|e| self.error(&e))
+    }
+
     /// Whether lifeboat holds a lock on the repository (it can only lock
     /// local repositories).
     pub fn is_locked(&self) -> bool {
@@ -523,6 +535,7 @@ pub(crate) mod testing {
             use_parent: false,
             list_ahead: true,
             streams: false,
+            time: None,
             progress: Arc::new(TransferProgress::default()),
         }
     }

@@ -311,7 +311,11 @@ fn a_pack_that_cannot_be_written_is_the_error_reported() -> Result<()> {
         .collect();
     let source = Paths(paths, std::time::Duration::ZERO);
     let failed = repo.archive(&source, &request(), || Ok(()));
-    let message = failed.err().map(|e| e.to_string()).unwrap_or_default();
+    let failed = failed.expect_err("no pack can be written");
+    // A failure of the storage, not of lifeboat: a disk full, a read-only
+    // mount.
+    assert_eq!(failed.class(), crate::error::ErrorClass::Io);
+    let message = failed.to_string();
     assert!(message.contains("writing a pack"), "{message}");
     assert!(message.contains("repo/data"), "{message}");
     Ok(())

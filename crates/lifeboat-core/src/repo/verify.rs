@@ -286,7 +286,7 @@ impl<'a> Verifier<'a> {
         }
         match self.problems.as_slice() {
             [] => Ok(()),
-            [first, rest @ ..] => Err(Error::Other(format!(
+            [first, rest @ ..] => Err(Error::Mismatch(format!(
                 "the restore into {} does not match the snapshot: {first}{}{}",
                 self.target,
                 rest.iter().map(|p| format!("; {p}")).collect::<String>(),

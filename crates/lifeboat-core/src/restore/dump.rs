@@ -218,7 +218,7 @@ pub async fn restore_dump(
                 let _ = engine.remove_volume(volume).await;
             }
             return Err(match &previous_content {
-                Some(previous) => Error::Other(format!(
+                Some(previous) => e.context(|e| format!(
                     "{e}; what {container} held before is in snapshot {id}: `lifeboat restore {id} --into {container} --force` puts it back",
                     id = previous.short_id
                 )),

@@ -33,7 +33,7 @@ pub(super) fn failed(
     match (stopped, undone) {
         (true, Ok(undone)) => Error::Interrupted(format!("the restore was stopped; {undone}")),
         (true, Err(undone)) => Error::Other(format!("the restore was stopped; {undone}")),
-        (false, Ok(undone) | Err(undone)) => Error::Other(format!("{e}; {undone}")),
+        (false, Ok(undone) | Err(undone)) => e.context(|e| format!("{e}; {undone}")),
     }
 }
 
@@ -152,9 +152,11 @@ impl TargetRestore<'_> {
                 error,
                 changed: false,
             }) => {
-                return Err(Error::Other(format!(
-                    "{error}; nothing was changed in {name}, and what it holds is in snapshot {id} too"
-                )));
+                return Err(error.context(|error| {
+                    format!(
+                        "{error}; nothing was changed in {name}, and what it holds is in snapshot {id} too"
+                    )
+                }));
             }
             // Emptied part of the way: put back the rest too.
             Err(ClearFailed { error, .. }) => Err(error),
@@ -483,5 +485,10 @@ mod tests {
         let e = failed(cause(), put_back(), false);
         assert_eq!(e.class(), crate::ErrorClass::Other);
         assert!(e.to_string().contains("disk full"), "{e}");
+        // A failure keeps its class, whatever was undone after it.
+        let io = || Error::io("/target", std::io::Error::other("disk full"));
+        let e = failed(io(), not_put_back(), false);
+        assert_eq!(e.class(), crate::ErrorClass::Io);
+        assert!(e.to_string().contains("putting back failed"), "{e}");
     }
 }

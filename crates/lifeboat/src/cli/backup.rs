@@ -41,6 +41,12 @@ pub(crate) struct BackupArgs {
     /// stopped (which keeps the containers' stop short).
     #[arg(long)]
     single_pass: bool,
+
+    /// The time the snapshots record instead of now, as restic's --time:
+    /// 2026-03-01T03:00:00+01:00, or 2026-03-01 03:00:00 on this host's
+    /// clock (for importing history).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
 }
 
 pub(crate) async fn run(
@@ -54,6 +60,11 @@ pub(crate) async fn run(
         strategies: strategy_flags(&args.strategy)?,
         via: args.via.into(),
         single_pass: args.single_pass,
+        time: args
+            .time
+            .as_deref()
+            .map(ops::backup::snapshot_time)
+            .transpose()?,
     };
     if args.plan {
         print_plan(global, &ops::backup::plan(session, &request).await?)?;

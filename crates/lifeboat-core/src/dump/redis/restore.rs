@@ -123,7 +123,7 @@ pub(super) async fn restore_into(
                 journal.paid(&rollback)?;
                 Err(e)
             }
-            Err(undo) => Err(Error::Other(format!(
+            Err(undo) => Err(e.context(|e| format!(
                 "{e}; putting the data back failed too ({undo}): the next lifeboat command retries; the files are in {aside} inside the container"
             ))),
         };
@@ -142,13 +142,14 @@ pub(super) async fn restore_into(
     // Whatever happened, the container runs again.
     let (_, failed_starts) = window.restart().await;
     let kept = |e: Error| {
-        Error::Other(format!(
-            "{e}; the container's previous data files are in {aside} inside it"
-        ))
+        e.context(|e| format!("{e}; the container's previous data files are in {aside} inside it"))
     };
     stopped.map_err(kept)?;
     if !failed_starts.is_empty() {
-        return Err(kept(Error::Other(failed_starts.join("; "))));
+        return Err(kept(Error::Context {
+            class: crate::error::ErrorClass::Engine,
+            message: failed_starts.join("; "),
+        }));
     }
     let keys = wait_and_count(engine, container).await.map_err(kept)?;
     let recorded = manifest.databases.first().and_then(|d| d.keys);

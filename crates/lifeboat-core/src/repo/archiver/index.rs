@@ -80,10 +80,10 @@ impl Known {
         let mut known = Self::default();
         let files = repo
             .stream_files::<IndexFile>()
-            .map_err(|e| Error::Other(format!("reading the index: {}", e.display_log())))?;
+            .map_err(|e| Error::Storage(format!("reading the index: {}", e.display_log())))?;
         for file in files {
-            let (_, file) =
-                file.map_err(|e| Error::Other(format!("reading the index: {}", e.display_log())))?;
+            let (_, file) = file
+                .map_err(|e| Error::Storage(format!("reading the index: {}", e.display_log())))?;
             for pack in file.packs {
                 for blob in pack.blobs {
                     let length = u64::from(blob.location.length);

@@ -46,7 +46,7 @@ use rustic_core::repofile::{
 };
 use rustic_core::{BlobId, DataId, FileType, Id, OpenStatus, Repository, TreeId, WriteBackend};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::progress::TransferProgress;
 use crate::repo::local_packs::LocalPacks;
 use crate::repo::source::{Entry, Open, Source};
@@ -84,6 +84,8 @@ pub(crate) struct ArchiveRequest {
     /// another (a manifest waiting for the counts taken from a dump) never
     /// queues behind it in one worker's batch.
     pub(crate) streams: bool,
+    /// The time the snapshot records, instead of when it was taken.
+    pub(crate) time: Option<Zoned>,
     pub(crate) progress: Arc<TransferProgress>,
 }
 
@@ -203,11 +205,11 @@ where
             let mut packer = packer;
             for blob in blob_rx.iter().flatten() {
                 if let Err(e) = packer.add(blob) {
-                    shared.fail(e.to_string());
+                    shared.fail(&e);
                     return Err(e);
                 }
             }
-            packer.finish().inspect_err(|e| shared.fail(e.to_string()))
+            packer.finish().inspect_err(|e| shared.fail(e))
         });
         for codec in codecs {
             let (jobs, done, blobs) = (job_rx.clone(), done_tx.clone(), blob_tx.clone());
@@ -240,7 +242,7 @@ where
         } else {
             walk.run(entries, request, parent_root)
         }
-        .inspect_err(|e| shared.fail(e.to_string()));
+        .inspect_err(|e| shared.fail(e));
         // The tree reader stops when its receiver is gone, or, waiting for
         // the walk to take trees, when the walk is over.
         walk.trees_ahead = None;
@@ -263,8 +265,8 @@ where
         // error may only follow from it ("the packer stopped").
         (walked, packed, Some(failure)) => {
             return Err(match (walked, packed) {
-                (Err(e), _) | (_, Err(e)) if e.to_string() == failure => e,
-                _ => Error::Other(failure),
+                (Err(e), _) | (_, Err(e)) if e.to_string() == failure.to_string() => e,
+                _ => failure,
             });
         }
         (Err(e), _, None) | (_, Err(e), None) => return Err(e),
@@ -289,7 +291,13 @@ where
     summary.backup_start = started.clone();
     summary.backup_end = ended.clone();
     summary.backup_duration = seconds_between(&started, &ended);
-    summary.total_duration = seconds_between(&snap.time, &ended);
+    // From the time the snapshot records only when it is when it began.
+    let began = if request.time.is_some() {
+        &started
+    } else {
+        &snap.time
+    };
+    summary.total_duration = seconds_between(began, &ended);
     write_snapshot(repo, &*backend, snap)
 }
 
@@ -380,8 +388,9 @@ struct Shared {
     added: Mutex<HashSet<BlobId>>,
     cutting: Cutting,
     progress: Arc<TransferProgress>,
-    /// Why the archive cannot complete; everyone stops.
-    failure: Mutex<Option<String>>,
+    /// Why the archive cannot complete, and the class of it; everyone
+    /// stops.
+    failure: Mutex<Option<(ErrorClass, String)>>,
     /// The nodes of the trees [`TreeReader`] has read and the walk not
     /// yet taken.
     nodes_ahead: AtomicUsize,
@@ -394,15 +403,20 @@ struct Shared {
 }
 
 impl Shared {
-    fn fail(&self, why: String) {
+    /// Records why the archive cannot complete, unless an earlier
+    /// failure did (the cause; what follows may only be its effect), and
+    /// stops everyone.
+    fn fail(&self, why: &Error) {
         if let Ok(mut failure) = self.failure.lock() {
-            failure.get_or_insert(why);
+            failure.get_or_insert_with(|| (why.class(), why.to_string()));
         }
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+    /// The first failure, its class kept.
+    fn failure(&self) -> Option<Error> {
+        let (class, message) = self.failure.lock().ok().and_then(|f| f.clone())?;
+        Some(Error::Context { class, message })
     }
 
     /// Whether everyone stops: the archive failed, or the caller asked it

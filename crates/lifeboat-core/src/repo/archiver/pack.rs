@@ -255,7 +255,7 @@ impl Body {
             }
             Self::File(file) => file
                 .append(bytes)
-                .map_err(|e| Error::Other(format!("writing a pack: {e}"))),
+                .map_err(|e| Error::Storage(format!("writing a pack: {e}"))),
         }
     }
 }
@@ -348,7 +348,7 @@ impl<'a> Packer<'a> {
                 Some(body) => body,
                 None => open.body.insert(match self.local {
                     Some(local) => Body::File(local.create().map_err(|e| {
-                        Error::Other(format!("writing a pack: {}", e.display_log()))
+                        Error::Storage(format!("writing a pack: {}", e.display_log()))
                     })?),
                     // Room for the whole pack at once: growing a buffer of
                     // megabytes by doubling copies it and leaves it twice as
@@ -416,7 +416,7 @@ impl<'a> Packer<'a> {
                 ));
             }
         };
-        written.map_err(|e| Error::Other(format!("writing a pack: {}", e.display_log())))?;
+        written.map_err(|e| Error::Storage(format!("writing a pack: {}", e.display_log())))?;
         self.unlisted_blobs += blobs.len();
         self.written.push(WrittenPack { id, blobs });
         if self.unlisted_blobs >= BLOBS_PER_INDEX || self.written.len() >= PACKS_PER_INDEX {
@@ -528,7 +528,7 @@ pub(crate) fn write_file(
     let id = Id::new(hash(&stored));
     backend
         .write_bytes(tpe, &id, true, stored.into())
-        .map_err(|e| Error::Other(format!("writing to the repository: {}", e.display_log())))?;
+        .map_err(|e| Error::Storage(format!("writing to the repository: {}", e.display_log())))?;
     Ok(id)
 }
 

@@ -163,7 +163,7 @@ impl<O: Open> Walk<'_, O> {
             self.collect(true)?;
         }
         match (self.shared.failure(), self.root) {
-            (Some(failure), _) => Err(Error::Other(failure)),
+            (Some(failure), _) => Err(failure),
             (None, Some(root)) => Ok(root),
             (None, None) => Err(Error::Other("the archive stopped".to_string())),
         }
@@ -399,7 +399,8 @@ impl<O: Open> Walk<'_, O> {
             match self.done.recv() {
                 Ok(done) => self.finished(done)?,
                 Err(_) => {
-                    self.shared.fail("the workers stopped".to_string());
+                    self.shared
+                        .fail(&Error::Other("the workers stopped".to_string()));
                     return Ok(());
                 }
             }
@@ -496,9 +497,9 @@ impl<O: Open> Walk<'_, O> {
                 .codec
                 .encode(BlobType::Tree, pack::hash(&bytes), &bytes)?;
             if self.blobs.send(vec![blob]).is_err() {
-                let why = "the packer stopped".to_string();
-                self.shared.fail(why.clone());
-                return Err(Error::Other(why));
+                let why = Error::Other("the packer stopped".to_string());
+                self.shared.fail(&why);
+                return Err(why);
             }
         }
         match (frame.up, frame.node) {

@@ -79,7 +79,7 @@ pub(super) fn work<O: Open>(
         }
         // The files' blobs are on their way before the files are done.
         if let Err(e) = outbox.flush() {
-            shared.fail(e);
+            shared.fail(&Error::Other(e));
         }
         if done.send(finished).is_err() {
             return;
@@ -120,7 +120,7 @@ pub(super) fn read_file<O: Open>(
                 .map_err(|e| e.to_string())
                 .and_then(|blob| blobs.push(blob));
             if let Err(e) = stored {
-                shared.fail(e.clone());
+                shared.fail(&Error::Other(e.clone()));
                 return Err(e);
             }
         }

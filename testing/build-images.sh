@@ -34,6 +34,40 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# restic as its current releases decide retention: since 0.16 a keep rule
+# with counts left keeps the oldest snapshot too, which bookworm's 0.14
+# does not. lifeboat's forget is compared with it. Taken from Debian's next
+# release (a static program), its index checked against Debian's signed
+# release file, cached on the machine.
+current_restic=$cache/restic-current/restic
+fetch_current_restic() {
+    if [ -x "$current_restic" ]; then
+        return
+    fi
+    log "fetching restic from Debian trixie"
+    mirror=http://deb.debian.org/debian
+    dist=$mirror/dists/trixie
+    work=$(mktemp -d)
+    curl -fsS -o "$work/InRelease" "$dist/InRelease"
+    gpgv --quiet --keyring /usr/share/keyrings/debian-archive-keyring.gpg \
+        --output "$work/Release" "$work/InRelease" 2>/dev/null
+    curl -fsS -o "$work/Packages.xz" "$dist/main/binary-amd64/Packages.xz"
+    want=$(awk '/^SHA256:/{s=1; next} /^[^ ]/{s=0} s && $3 == "main/binary-amd64/Packages.xz" {print $1}' "$work/Release")
+    echo "$want  $work/Packages.xz" | sha256sum -c --quiet
+    xz -d "$work/Packages.xz"
+    stanza=$(awk '/^Package: restic$/{p=1} p && /^$/{exit} p' "$work/Packages")
+    file=$(printf '%s\n' "$stanza" | sed -n 's/^Filename: //p')
+    sum=$(printf '%s\n' "$stanza" | sed -n 's/^SHA256: //p')
+    curl -fsS -o "$work/restic.deb" "$mirror/$file"
+    echo "$sum  $work/restic.deb" | sha256sum -c --quiet
+    dpkg-deb -x "$work/restic.deb" "$work/root"
+    mkdir -p "$(dirname "$current_restic")"
+    cp "$work/root/usr/bin/restic" "$current_restic.new"
+    mv "$current_restic.new" "$current_restic"
+    rm -rf "$work"
+    log "$("$current_restic" version)"
+}
+
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # An image is current when its recipe label matches the recipe's hash:
@@ -120,6 +154,7 @@ build_database() {
     docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
 }
 
+fetch_current_restic
 build_busybox
 build_database lifeboat-test/postgres:15 postgresql-15 postgres-entrypoint.sh \
     -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

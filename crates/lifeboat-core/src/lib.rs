@@ -27,6 +27,7 @@ pub mod plan;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod stop;
 pub mod tmpfs;
 pub mod volume_prune;

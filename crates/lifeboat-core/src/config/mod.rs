@@ -3,8 +3,9 @@
 //! its strategy, and its backup policy, how old its newest good snapshot
 //! may be ([`MaxAge`]), from the label `lifeboat.max-age` on the volume or
 //! `max_age` in the target's section of the file. A target with neither
-//! has no policy; `lifeboat audit` checks it. Keep rules and schedules go
-//! here next.
+//! has no policy; `lifeboat audit` checks it. Keep rules ([`keep`]) come
+//! from the label `lifeboat.keep` or `keep` in the target's section or in
+//! `[defaults]`. Schedules go here next.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::MountKind;
 use crate::error::{Error, Result};
 use crate::inventory::Target;
+
+pub mod keep;
+
+pub use keep::{KEEP_LABEL, KeepRules};
 
 /// The label, on a volume, that sets its [`MaxAge`].
 pub const MAX_AGE_LABEL: &str = "lifeboat.max-age";
@@ -65,6 +70,17 @@ pub struct Config {
     /// `[bind."/host/path"]` sections.
     #[serde(default)]
     pub bind: BTreeMap<String, TargetConfig>,
+    /// `[defaults]`: what holds for every target without its own.
+    #[serde(default)]
+    pub defaults: Defaults,
+}
+
+/// The `[defaults]` section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Keep rules of targets without their own: `keep = "daily=7"`.
+    pub keep: Option<KeepRules>,
 }
 
 /// Settings of one target in the configuration file.
@@ -74,6 +90,8 @@ pub struct TargetConfig {
     pub strategy: Option<Strategy>,
     /// How old the newest good snapshot may be: `max_age = "26h"`.
     pub max_age: Option<MaxAge>,
+    /// Which snapshots retention keeps: `keep = "daily=7,weekly=4"`.
+    pub keep: Option<KeepRules>,
 }
 
 /// The backup policy of a target: the oldest its newest good snapshot may

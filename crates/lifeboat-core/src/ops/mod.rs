@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod backup;
 mod events;
+pub mod forget;
 pub mod init;
 pub mod inventory;
 pub mod restore;

@@ -5,6 +5,7 @@
 
 mod audit;
 mod backup;
+mod forget;
 mod init;
 mod ls;
 mod prune;
@@ -121,6 +122,9 @@ enum Command {
     /// Remove unused volumes whose data a snapshot holds (a dry run
     /// without --yes).
     Prune(prune::PruneArgs),
+    /// Remove the snapshots each target's keep rules do not keep, never
+    /// its newest.
+    Forget(forget::ForgetArgs),
 }
 
 /// How to read or write a volume's files.
@@ -158,6 +162,7 @@ impl Cli {
             Command::Snapshots(args) => snapshots::run(session, global, args).await,
             Command::Restore(args) => restore::run(session, global, args).await,
             Command::Prune(args) => prune::run(session, global, args).await,
+            Command::Forget(args) => forget::run(session, global, args).await,
         }
     }
 }

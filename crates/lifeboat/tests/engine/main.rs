@@ -18,5 +18,6 @@ mod hooks;
 mod inventory;
 mod locks;
 mod prune;
+mod retention;
 mod roundtrip;
 mod stopping;

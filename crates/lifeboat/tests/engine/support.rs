@@ -395,3 +395,25 @@ pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Run {
             .expect("run restic"),
     )
 }
+
+/// Runs the restic of Debian's next release (0.18, fetched by
+/// `testing/build-images.sh`): retention as current restic decides it,
+/// which bookworm's 0.14 does not yet.
+pub fn restic_current(repo: &Path, password: &str, args: &[&str]) -> Run {
+    let program = Path::new("/var/cache/lifeboat-test/restic-current/restic");
+    assert!(
+        program.exists(),
+        "{} is missing: run testing/build-images.sh",
+        program.display()
+    );
+    Run::from(
+        Command::new(program)
+            .arg("--repo")
+            .arg(repo)
+            .args(["--no-cache"])
+            .args(args)
+            .env("RESTIC_PASSWORD", password)
+            .output()
+            .expect("run restic"),
+    )
+}

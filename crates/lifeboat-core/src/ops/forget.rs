@@ -1,0 +1,264 @@
+//! Retention: remove the snapshots each target's keep rules do not keep,
+//! never its newest, or say which would go (a dry run). The data they hold
+//! stays in the repository until a prune.
+
+use serde::Serialize;
+
+use super::session::Session;
+use crate::config::KeepRules;
+use crate::config::keep::keep_rules;
+use crate::engine::MountKind;
+use crate::error::{Error, ErrorClass, Result};
+use crate::repo::SnapshotInfo;
+use crate::repo::spec::TargetKind;
+use crate::retention::{self, Decision, Group, Safety};
+
+/// Which targets, by which rules, and whether to remove anything.
+#[derive(Clone, Debug, Default)]
+pub struct ForgetRequest {
+    /// Volumes by name, bind mounts by host path; none: every target with
+    /// snapshots in the repository.
+    pub targets: Vec<String>,
+    /// Rules for every target, over labels and the configuration file.
+    pub keep: Option<KeepRules>,
+    /// Only say what would be removed.
+    pub dry_run: bool,
+    /// Let the rules remove snapshots tagged `pruned` (the last copy of a
+    /// volume `lifeboat prune` removed) too.
+    pub include_pruned: bool,
+}
+
+/// What retention decided for each target, and did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForgetReport {
+    pub dry_run: bool,
+    pub targets: Vec<TargetRetention>,
+    /// Snapshots another program wrote: never touched.
+    pub foreign_snapshots: usize,
+    /// What the drill rule protects: nothing until restore drills are
+    /// recorded.
+    pub drills: String,
+}
+
+/// One target's snapshots on one host, and what became of them.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetRetention {
+    pub kind: TargetKind,
+    pub name: String,
+    pub host: String,
+    /// The rules applied, as written, and where they were set.
+    pub rules: Option<String>,
+    pub rules_from: Option<String>,
+    /// Newest first.
+    pub snapshots: Vec<Decision>,
+    /// How many were removed (in a dry run: none).
+    pub removed: usize,
+    /// Why nothing was decided or removed for this target.
+    pub error: Option<String>,
+    pub failure: Option<ErrorClass>,
+}
+
+impl TargetRetention {
+    /// How many snapshots the rules let go.
+    pub fn to_remove(&self) -> usize {
+        self.snapshots.iter().filter(|s| !s.keep).count()
+    }
+}
+
+impl ForgetReport {
+    /// Targets that were refused or failed.
+    pub fn failures(&self) -> usize {
+        self.targets.iter().filter(|t| t.error.is_some()).count()
+    }
+}
+
+/// What drills protect today.
+const NO_DRILLS: &str = "no restore drill is recorded yet: the rule that keeps the newest snapshot with a passed drill protects nothing";
+
+/// Decides, per target and host, which snapshots the keep rules keep,
+/// then removes the others unless it is a dry run: nothing is removed
+/// before every target is decided. A target without rules is refused (its
+/// failure says how to set them) and the others go on; a target named
+/// that has no snapshots, or an engine that cannot be reached for the
+/// labels, fails the whole run before anything is removed. Stopped
+/// ([`Session::cancel`]), it removes nothing more: the targets left say
+/// so.
+pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<ForgetReport> {
+    let config = session.config()?;
+    let repo = session.repo().await?.clone();
+    let listed = {
+        let repo = repo.clone();
+        Session::blocking(move || repo.snapshots()).await?
+    };
+    let (mut groups, foreign) = retention::group(listed);
+    if !request.targets.is_empty() {
+        let wanted: Vec<&str> = request
+            .targets
+            .iter()
+            .map(|t| match t.trim_end_matches('/') {
+                "" => "/",
+                name => name,
+            })
+            .collect();
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !groups.iter().any(|g| g.name == **w))
+        {
+            return Err(Error::NotFound(format!(
+                "no snapshot of {missing:?} in the repository (see `lifeboat snapshots`)"
+            )));
+        }
+        groups.retain(|g| wanted.contains(&g.name.as_str()));
+    }
+    let safety = Safety {
+        drilled: Vec::new(),
+        include_pruned: request.include_pruned,
+    };
+    let now = jiff::Timestamp::now();
+    let this_host = crate::host::hostname();
+    let mut targets = Vec::with_capacity(groups.len());
+    let mut doomed = Vec::with_capacity(groups.len());
+    for group in &groups {
+        session.go_on()?;
+        let mut target = TargetRetention {
+            kind: group.kind,
+            name: group.name.clone(),
+            host: group.host.clone(),
+            rules: None,
+            rules_from: None,
+            snapshots: Vec::new(),
+            removed: 0,
+            error: None,
+            failure: None,
+        };
+        let rules = match request.keep {
+            Some(rules) => Ok(Some((rules, "--keep".to_string()))),
+            None => rules_of(session, group, &this_host, &config).await,
+        };
+        let rules = match rules {
+            Ok(Some(rules)) => rules,
+            Ok(None) => {
+                target.fail(&no_rules(group));
+                targets.push(target);
+                doomed.push(Vec::new());
+                continue;
+            }
+            Err(e) if e.class() == ErrorClass::EngineUnreachable => return Err(e),
+            Err(e) => {
+                target.fail(&e);
+                targets.push(target);
+                doomed.push(Vec::new());
+                continue;
+            }
+        };
+        target.rules = Some(rules.0.to_string());
+        target.rules_from = Some(rules.1);
+        let reasons = retention::decide(&rules.0, group, &safety, now);
+        target.snapshots = group
+            .snapshots
+            .iter()
+            .zip(&reasons)
+            .map(|(snapshot, why)| Decision::new(snapshot, why))
+            .collect();
+        let to_remove: Vec<SnapshotInfo> = group
+            .snapshots
+            .iter()
+            .zip(&reasons)
+            .filter(|(_, why)| why.is_empty())
+            .map(|(snapshot, _)| snapshot.clone())
+            .collect();
+        // Never all of a target: its newest is kept by rule; this checks
+        // it once more where it counts.
+        if to_remove.len() == group.snapshots.len() {
+            target.fail(&Error::Other(format!(
+                "retention would remove every snapshot of {}; nothing removed",
+                group.name
+            )));
+            doomed.push(Vec::new());
+        } else {
+            doomed.push(to_remove);
+        }
+        targets.push(target);
+    }
+    if !request.dry_run {
+        for (target, doomed) in targets.iter_mut().zip(doomed) {
+            if doomed.is_empty() || target.error.is_some() {
+                continue;
+            }
+            if session.is_cancelled() {
+                target.fail(&Error::Interrupted(
+                    "stopped on request before its snapshots were removed".to_string(),
+                ));
+                continue;
+            }
+            let repo = repo.clone();
+            let count = doomed.len();
+            match Session::blocking(move || {
+                repo.forget_snapshots(&doomed.iter().collect::<Vec<_>>())
+            })
+            .await
+            {
+                Ok(()) => target.removed = count,
+                Err(e) => target.fail(&e),
+            }
+        }
+    }
+    Ok(ForgetReport {
+        dry_run: request.dry_run,
+        targets,
+        foreign_snapshots: foreign,
+        drills: NO_DRILLS.to_string(),
+    })
+}
+
+impl TargetRetention {
+    fn fail(&mut self, e: &Error) {
+        self.error = Some(e.to_string());
+        self.failure = Some(e.class());
+    }
+}
+
+/// The rules of a group's target. A volume's label is read from this
+/// engine when the snapshots were taken on this host; otherwise, or when
+/// the volume is gone, as its newest snapshot recorded it.
+async fn rules_of(
+    session: &Session,
+    group: &Group,
+    this_host: &str,
+    config: &crate::config::Config,
+) -> Result<Option<(KeepRules, String)>> {
+    let kind = match group.kind {
+        TargetKind::Volume => MountKind::Volume,
+        TargetKind::Bind => MountKind::Bind,
+    };
+    let recorded = || {
+        (
+            group.recorded_labels(),
+            format!(" (as its newest snapshot on {} recorded it)", group.host),
+        )
+    };
+    let (labels, from) = match group.kind {
+        TargetKind::Bind => (Default::default(), String::new()),
+        TargetKind::Volume if group.host != this_host => recorded(),
+        TargetKind::Volume => match session.engine().await?.volume(&group.name).await? {
+            Some(volume) => (volume.labels, String::new()),
+            None => recorded(),
+        },
+    };
+    keep_rules(kind, &group.name, &labels, &from, config)
+}
+
+fn no_rules(group: &Group) -> Error {
+    let (what, section) = match group.kind {
+        TargetKind::Volume => ("volume", "volume"),
+        TargetKind::Bind => ("bind mount", "bind"),
+    };
+    let label = match group.kind {
+        TargetKind::Volume => format!(", the label {} on the volume", crate::config::KEEP_LABEL),
+        TargetKind::Bind => String::new(),
+    };
+    Error::BadRequest(format!(
+        "no keep rules for {what} {name}: nothing removed; set them with --keep{label}, or `keep = \"daily=7,weekly=4\"` in [{section}.\"{name}\"] or [defaults] of the configuration file",
+        name = group.name
+    ))
+}

@@ -21,9 +21,10 @@ log() { printf 'build-images: %s\n' "$*" >&2; }
 
 # Debian packages: restic is the independent judge of the repository,
 # busybox-static the content of the file-test image, attr sets and reads
-# extended attributes on the host side of the tests.
+# extended attributes on the host side of the tests, tzdata the time zones
+# the retention tests count summer time in.
 missing=""
-for pkg in restic busybox-static attr debootstrap; do
+for pkg in restic busybox-static attr debootstrap tzdata; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

@@ -8,7 +8,8 @@
 //! snapshot the rules would drop:
 //! - a target's newest snapshot (its newest restore point: not the undo
 //!   copy of a restore, not the first pass of a stopped backup) is never
-//!   removed;
+//!   removed, nor its newest one not in the future (a clock set wrong, or
+//!   a mistyped `--time`, must not make every real backup look older);
 //! - the newest snapshot whose restore drill passed is never removed;
 //! - a snapshot tagged `pruned` (the last copy of a volume `lifeboat
 //!   prune` removed) is kept unless the caller includes those.
@@ -108,6 +109,10 @@ pub fn decide(
         TargetSpec::from_tags(&s.tags).is_some_and(|spec| spec.is_restore_point())
     };
     let newest = group.snapshots.iter().position(restore_point).unwrap_or(0);
+    let newest_past = group
+        .snapshots
+        .iter()
+        .position(|s| restore_point(s) && s.file.time.timestamp() <= now);
     let drilled = group
         .snapshots
         .iter()
@@ -117,7 +122,7 @@ pub fn decide(
         if !why.is_empty() {
             continue;
         }
-        if i == newest {
+        if i == newest || Some(i) == newest_past {
             why.push(KeepReason::Newest);
         } else if Some(i) == drilled {
             why.push(KeepReason::Drilled);
@@ -138,6 +143,8 @@ pub struct Decision {
     /// Why it is kept: the rules' reasons, as restic words them, and
     /// lifeboat's safety rules'.
     pub reasons: Vec<String>,
+    /// Removed from the repository by this run.
+    pub removed: bool,
 }
 
 impl Decision {
@@ -148,6 +155,7 @@ impl Decision {
             time: snapshot.time.clone(),
             keep: !reasons.is_empty(),
             reasons: reasons.iter().map(ToString::to_string).collect(),
+            removed: false,
         }
     }
 }

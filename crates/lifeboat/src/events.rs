@@ -71,6 +71,7 @@ impl Events for Reporter {
             ),
             Event::Undone { done } => errln!("lifeboat: {}", done.join("; ")),
             Event::UndoFailed { error } => errln!("lifeboat: {error}"),
+            Event::Waiting { why } => errln!("lifeboat: {why}"),
         }
     }
 }

@@ -26,7 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::civil::{Date, DateTime};
-use jiff::tz::Offset;
+use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -129,11 +129,28 @@ impl TakenAt {
 }
 
 impl KeepRules {
+    /// Whether these rules keep no snapshot at all: never valid.
+    pub fn keeps_nothing(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Decides which of a target's snapshots the rules keep. `taken` is
     /// newest first; the answer, in the same order, holds why each one is
     /// kept, and nothing for one to remove. `now` decides which snapshots
     /// are in the future (they do not count as the newest for `within`).
     pub fn apply(&self, taken: &[TakenAt], now: Timestamp) -> Vec<Vec<KeepReason>> {
+        self.apply_in(taken, now, &TimeZone::system())
+    }
+
+    /// [`KeepRules::apply`] on a host whose clock shows `local`: `within`
+    /// counts back on the local calendar, summer time included, when the
+    /// newest snapshot was taken on this host's clock, as restic does.
+    pub fn apply_in(
+        &self,
+        taken: &[TakenAt],
+        now: Timestamp,
+        local: &TimeZone,
+    ) -> Vec<Vec<KeepReason>> {
         struct Bucket {
             left: u32,
             last: Option<i64>,
@@ -184,13 +201,10 @@ impl KeepRules {
         ];
         // Newer than this, a snapshot is kept by `within`; with no newest
         // snapshot in the past, every one is.
-        let newest = taken
-            .iter()
-            .filter(|t| t.instant < now)
-            .max_by_key(|t| t.instant);
+        let newest = taken.iter().find(|t| t.instant < now);
         let within_since = self
             .within
-            .map(|within| newest.map(|newest| within.before(newest)));
+            .map(|within| newest.map(|newest| within.before(newest, local)));
         let oldest = taken.len().saturating_sub(1);
         taken
             .iter()
@@ -224,29 +238,44 @@ fn ymd(t: &DateTime) -> i64 {
 impl Within {
     /// The instant this span before `newest`, counted on its wall clock:
     /// years, months and days on the calendar (a day past the end of a
-    /// month runs into the next, as restic counts), then hours.
-    fn before(self, newest: &TakenAt) -> Timestamp {
+    /// month runs into the next, as restic counts), then hours. The
+    /// calendar is `local`'s when the newest snapshot was taken on it
+    /// (across a change to or from summer time the hour stays the same on
+    /// the clock), its own fixed offset's otherwise.
+    fn before(self, newest: &TakenAt, local: &TimeZone) -> Timestamp {
+        let zone = if local.to_offset(newest.instant) == newest.offset {
+            local.clone()
+        } else {
+            TimeZone::fixed(newest.offset)
+        };
         let wall = newest.wall;
         let months = i64::from(wall.year()) * 12 + i64::from(wall.month())
             - 1
             - i64::from(self.years) * 12
             - i64::from(self.months);
         let (year, month) = (months.div_euclid(12), months.rem_euclid(12) + 1);
-        // Years far out of range only come from absurd rules; they reach
-        // back before any snapshot.
-        let Ok(year) = i16::try_from(year) else {
+        // Spans reaching before the calendar's start reach before every
+        // snapshot.
+        let day = i16::try_from(year)
+            .ok()
+            .and_then(|year| Date::new(year, month as i8, 1).ok())
+            .and_then(|first| {
+                let days = i64::from(wall.day()) - 1 - i64::from(self.days);
+                first
+                    .checked_add(jiff::Span::new().try_days(days).ok()?)
+                    .ok()
+            });
+        let Some(day) = day else {
             return Timestamp::MIN;
         };
-        let first = Date::new(year, month as i8, 1).unwrap_or(Date::MIN);
-        let day = first
-            .checked_add(jiff::Span::new().days(i64::from(wall.day()) - 1 - i64::from(self.days)))
-            .unwrap_or(Date::MIN);
-        let since = newest
-            .offset
-            .to_timestamp(day.to_datetime(wall.time()))
-            .unwrap_or(Timestamp::MIN);
-        since
-            .checked_sub(SignedDuration::from_hours(i64::from(self.hours)))
+        zone.to_ambiguous_timestamp(day.to_datetime(wall.time()))
+            .compatible()
+            .ok()
+            .and_then(|since| {
+                since
+                    .checked_sub(SignedDuration::from_hours(i64::from(self.hours)))
+                    .ok()
+            })
             .unwrap_or(Timestamp::MIN)
     }
 }
@@ -359,12 +388,6 @@ impl FromStr for KeepRules {
     }
 }
 
-impl KeepRules {
-    fn keeps_nothing(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 impl fmt::Display for KeepRules {
     /// The rules as they are written, in a fixed order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -423,10 +446,8 @@ pub fn keep_rules(
             format!("label {KEEP_LABEL}={value} on volume {name}{labels_from}"),
         )));
     }
-    let (section, table) = match kind {
-        MountKind::Volume => ("volume", &config.volume),
-        MountKind::Bind => ("bind", &config.bind),
-        MountKind::Tmpfs => return Ok(None),
+    let Some((section, table)) = config.section(kind) else {
+        return Ok(None);
     };
     if let Some(rules) = table.get(name).and_then(|t| t.keep) {
         return Ok(Some((

@@ -193,10 +193,8 @@ pub fn max_age(target: &Target, config: &Config) -> Result<Option<(MaxAge, Strin
             format!("label {MAX_AGE_LABEL}={value} on volume {}", target.name),
         )));
     }
-    let (section, table) = match target.kind {
-        MountKind::Volume => ("volume", &config.volume),
-        MountKind::Bind => ("bind", &config.bind),
-        MountKind::Tmpfs => return Ok(None),
+    let Some((section, table)) = config.section(target.kind) else {
+        return Ok(None);
     };
     Ok(table.get(&target.name).and_then(|t| t.max_age).map(|age| {
         (
@@ -232,12 +230,18 @@ impl Config {
         toml::from_str(&text).map_err(|e| Error::BadRequest(format!("{}: {e}", path.display())))
     }
 
+    /// The sections of a kind of target, and their name: `[volume.NAME]`
+    /// or `[bind."/path"]`; tmpfs mounts have none.
+    fn section(&self, kind: MountKind) -> Option<(&'static str, &BTreeMap<String, TargetConfig>)> {
+        match kind {
+            MountKind::Volume => Some(("volume", &self.volume)),
+            MountKind::Bind => Some(("bind", &self.bind)),
+            MountKind::Tmpfs => None,
+        }
+    }
+
     pub(crate) fn strategy_of(&self, target: &Target) -> Option<(Strategy, String)> {
-        let (section, table) = match target.kind {
-            MountKind::Volume => ("volume", &self.volume),
-            MountKind::Bind => ("bind", &self.bind),
-            MountKind::Tmpfs => return None,
-        };
+        let (section, table) = self.section(target.kind)?;
         let strategy = table.get(&target.name)?.strategy?;
         Some((
             strategy,

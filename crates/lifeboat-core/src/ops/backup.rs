@@ -38,22 +38,37 @@ pub struct BackupRequest {
     pub time: Option<Zoned>,
 }
 
-/// Reads the time `--time` gives a snapshot: RFC 3339 with its offset
-/// (`2026-03-01T03:00:00+01:00`, `...Z`), or a wall-clock time on this
-/// host's clock (`2026-03-01 03:00:00`), as restic's `--time` reads it.
+/// Reads the time `--time` gives a snapshot: a wall-clock time on this
+/// host's clock (`2026-03-01 03:00:00`, restic's `--time` format), or, as
+/// lifeboat also reads it, RFC 3339 with an offset
+/// (`2026-03-01T03:00:00+01:00`, `...Z`) or a time zone
+/// (`2026-03-01T03:00:00[Europe/Berlin]`). A time in the future is
+/// refused: that snapshot would count as its target's newest for years.
 pub fn snapshot_time(text: &str) -> Result<Zoned> {
-    let bad = || {
-        Error::BadRequest(format!(
-            "invalid time {text:?}: use 2026-03-01T03:00:00+01:00, or 2026-03-01 03:00:00 on this host's clock"
-        ))
+    snapshot_time_at(text, jiff::Timestamp::now())
+}
+
+fn snapshot_time_at(text: &str, now: jiff::Timestamp) -> Result<Zoned> {
+    let bad = |why: &str| Error::BadRequest(format!("invalid time {text:?}: {why}"));
+    let format = "use 2026-03-01 03:00:00 on this host's clock, or 2026-03-01T03:00:00+01:00";
+    let pieces = jiff::fmt::temporal::Pieces::parse(text.trim()).map_err(|_| bad(format))?;
+    let wall = pieces
+        .date()
+        .to_datetime(pieces.time().ok_or_else(|| bad(format))?);
+    let zone = match (pieces.to_time_zone(), pieces.to_numeric_offset()) {
+        (Ok(Some(zone)), _) => zone,
+        (Err(_), _) => return Err(bad("unknown time zone")),
+        (Ok(None), Some(offset)) => jiff::tz::TimeZone::fixed(offset),
+        (Ok(None), None) => jiff::tz::TimeZone::system(),
     };
-    let pieces = jiff::fmt::temporal::Pieces::parse(text.trim()).map_err(|_| bad())?;
-    let wall = pieces.date().to_datetime(pieces.time().ok_or_else(bad)?);
-    let zone = match pieces.to_numeric_offset() {
-        Some(offset) => jiff::tz::TimeZone::fixed(offset),
-        None => jiff::tz::TimeZone::system(),
-    };
-    wall.to_zoned(zone).map_err(|_| bad())
+    let time = wall.to_zoned(zone).map_err(|_| bad(format))?;
+    // A minute of leeway for a time written from a clock a little ahead.
+    if time.timestamp() > now + jiff::SignedDuration::from_secs(60) {
+        return Err(bad(
+            "it is in the future; a snapshot from the future would count as its volume's newest",
+        ));
+    }
+    Ok(time)
 }
 
 /// The strategy each target would be backed up with, and why; nothing is

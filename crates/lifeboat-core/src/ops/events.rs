@@ -62,6 +62,10 @@ pub enum Event<'a> {
     UndoFailed {
         error: &'a Error,
     },
+    /// The operation waits for someone else (a lock), and why.
+    Waiting {
+        why: &'a str,
+    },
 }
 
 /// Events nobody listens to.

@@ -2,6 +2,8 @@
 //! never its newest, or say which would go (a dry run). The data they hold
 //! stays in the repository until a prune.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::session::Session;
@@ -9,8 +11,8 @@ use crate::config::KeepRules;
 use crate::config::keep::keep_rules;
 use crate::engine::MountKind;
 use crate::error::{Error, ErrorClass, Result};
-use crate::repo::SnapshotInfo;
 use crate::repo::spec::TargetKind;
+use crate::repo::{PruneSummary, SnapshotInfo};
 use crate::retention::{self, Decision, Group, Safety};
 
 /// Which targets, by which rules, and whether to remove anything.
@@ -26,7 +28,17 @@ pub struct ForgetRequest {
     /// Let the rules remove snapshots tagged `pruned` (the last copy of a
     /// volume `lifeboat prune` removed) too.
     pub include_pruned: bool,
+    /// Then remove the data no snapshot references any more.
+    pub prune: bool,
+    /// Only that: remove no snapshot, need no rules (after a `restic
+    /// forget`, say).
+    pub prune_only: bool,
+    /// How long a prune waits for others' locks (a backup running).
+    pub lock_wait: Duration,
 }
+
+/// How long a prune waits by default for a backup or restore to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(300);
 
 /// What retention decided for each target, and did.
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +50,12 @@ pub struct ForgetReport {
     /// What the drill rule protects: nothing until restore drills are
     /// recorded.
     pub drills: String,
+    /// What the prune did (in a dry run: would do), when asked.
+    pub prune: Option<PruneSummary>,
+    /// Why the prune asked for did not happen or stopped (what it removed
+    /// before that is gone; the repository stays whole).
+    pub prune_error: Option<String>,
+    pub prune_failure: Option<ErrorClass>,
 }
 
 /// One target's snapshots on one host, and what became of them.
@@ -84,6 +102,13 @@ const NO_DRILLS: &str = "no restore drill is recorded yet: the rule that keeps t
 /// ([`Session::cancel`]), it removes nothing more: the targets left say
 /// so.
 pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<ForgetReport> {
+    if let Some(rules) = request.keep
+        && rules.keeps_nothing()
+    {
+        return Err(Error::BadRequest(
+            "keep rules that keep no snapshot at all are never applied".to_string(),
+        ));
+    }
     let config = session.config()?;
     let repo = session.repo().await?.clone();
     let listed = {
@@ -91,7 +116,9 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
         Session::blocking(move || repo.snapshots()).await?
     };
     let (mut groups, foreign) = retention::group(listed);
-    if !request.targets.is_empty() {
+    if request.prune_only {
+        groups.clear();
+    } else if !request.targets.is_empty() {
         let wanted: Vec<&str> = request
             .targets
             .iter()
@@ -167,8 +194,8 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
             .filter(|(_, why)| why.is_empty())
             .map(|(snapshot, _)| snapshot.clone())
             .collect();
-        // Never all of a target: its newest is kept by rule; this checks
-        // it once more where it counts.
+        // Never all of a target: the safety rules keep its newest, so this
+        // cannot happen; it is checked again where it would cost data.
         if to_remove.len() == group.snapshots.len() {
             target.fail(&Error::Other(format!(
                 "retention would remove every snapshot of {}; nothing removed",
@@ -180,7 +207,13 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
         }
         targets.push(target);
     }
-    if !request.dry_run {
+    // Removing snapshot files under the shared lock is safe: it removes
+    // no data (a prune, under the exclusive lock, does that), and a
+    // backup running meanwhile does not rely on other snapshots' files.
+    let mut would_go = Vec::new();
+    if request.dry_run {
+        would_go = doomed;
+    } else {
         for (target, doomed) in targets.iter_mut().zip(doomed) {
             if doomed.is_empty() || target.error.is_some() {
                 continue;
@@ -191,24 +224,59 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
                 ));
                 continue;
             }
-            let repo = repo.clone();
-            let count = doomed.len();
-            match Session::blocking(move || {
-                repo.forget_snapshots(&doomed.iter().collect::<Vec<_>>())
-            })
-            .await
-            {
-                Ok(()) => target.removed = count,
-                Err(e) => target.fail(&e),
+            // One at a time, so that a failure half-way still says
+            // exactly which are gone.
+            for snapshot in doomed {
+                let repo = repo.clone();
+                let id = snapshot.id.clone();
+                match Session::blocking(move || repo.forget_snapshots(&[&snapshot])).await {
+                    Ok(()) => {
+                        target.removed += 1;
+                        if let Some(decision) = target.snapshots.iter_mut().find(|d| d.id == id) {
+                            decision.removed = true;
+                        }
+                    }
+                    Err(e) => {
+                        target.fail(&e);
+                        break;
+                    }
+                }
             }
         }
     }
-    Ok(ForgetReport {
+    let mut report = ForgetReport {
         dry_run: request.dry_run,
         targets,
         foreign_snapshots: foreign,
         drills: NO_DRILLS.to_string(),
-    })
+        prune: None,
+        prune_error: None,
+        prune_failure: None,
+    };
+    if (request.prune || request.prune_only) && !session.is_cancelled() {
+        let events = session.events();
+        let (plan_only, wait) = (request.dry_run, request.lock_wait);
+        // A dry run plans as if what it would remove were gone.
+        let forgotten: Vec<SnapshotInfo> = if plan_only {
+            would_go.into_iter().flatten().collect()
+        } else {
+            Vec::new()
+        };
+        let pruned = Session::blocking(move || {
+            repo.prune(plan_only, &forgotten, wait, &|why| {
+                events.event(super::Event::Waiting { why });
+            })
+        })
+        .await;
+        match pruned {
+            Ok(summary) => report.prune = Some(summary),
+            Err(e) => {
+                report.prune_error = Some(e.to_string());
+                report.prune_failure = Some(e.class());
+            }
+        }
+    }
+    Ok(report)
 }
 
 impl TargetRetention {

@@ -97,6 +97,25 @@ impl LockInfo {
             self.username, self.hostname, self.pid, self.time
         )
     }
+
+    /// Who holds this lock, whatever kind it is.
+    fn holder(&self) -> String {
+        format!(
+            "{} lock of {}@{} (pid {}) since {}",
+            if self.exclusive { "an exclusive" } else { "a" },
+            self.username,
+            self.hostname,
+            self.pid,
+            self.time
+        )
+    }
+
+    /// Whether this lock is one this process wrote.
+    fn is_this_process(&self) -> bool {
+        self.hostname == hostname()
+            && self.pid == i64::from(std::process::id())
+            && self.pid_namespace == crate::host::pid_namespace()
+    }
 }
 
 /// A lock lifeboat holds; released (its file removed) on drop.
@@ -151,6 +170,64 @@ pub(crate) fn lock_shared(
             holder: holder.describe(),
         });
     }
+    held(repo_dir, key, ours, false).map(Some)
+}
+
+/// Takes the exclusive lock on the local repository at `repo_dir`, which
+/// nobody else may hold any lock with: waits up to `wait` for the locks of
+/// others (a backup's, a restore's, restic's) to go, telling `waiting` who
+/// holds one once, and fails as locked after that. This process's own
+/// shared lock does not count. While it waits its lock is written
+/// already, so that no new backup starts meanwhile (they refuse, as locked).
+pub(crate) fn lock_exclusive(
+    repo_dir: &Path,
+    key: &MasterKey,
+    location: &str,
+    wait: Duration,
+    waiting: &dyn Fn(&str),
+) -> Result<LockGuard> {
+    let locks = repo_dir.join("locks");
+    std::fs::create_dir_all(&locks).map_err(|e| Error::io(&locks, e))?;
+    remove_dead_locks(&locks, key);
+    let ours = write_lock(repo_dir, key, &LockInfo::ours(true))?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let other = match other_holder(&locks, key, &ours) {
+            Ok(other) => other,
+            Err(e) => {
+                let _ = std::fs::remove_file(&ours);
+                return Err(e);
+            }
+        };
+        let Some(other) = other else {
+            return held(repo_dir, key, ours, true);
+        };
+        if started.elapsed() >= wait {
+            let _ = std::fs::remove_file(&ours);
+            return Err(Error::RepositoryLocked {
+                location: location.to_string(),
+                holder: format!(
+                    "{} still holds it after {}s of waiting; try again when it has finished",
+                    other.holder(),
+                    wait.as_secs()
+                ),
+            });
+        }
+        if !told {
+            waiting(&format!(
+                "waiting up to {}s for {} to release {location}",
+                wait.as_secs(),
+                other.holder()
+            ));
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(250).min(wait));
+    }
+}
+
+/// A lock just written at `ours`, kept fresh until the guard is dropped.
+fn held(repo_dir: &Path, key: &MasterKey, ours: PathBuf, exclusive: bool) -> Result<LockGuard> {
     let (stop, stopped) = mpsc::channel::<()>();
     let repo_dir = repo_dir.to_path_buf();
     let key = key.clone();
@@ -158,13 +235,13 @@ pub(crate) fn lock_shared(
     let last = refreshed.clone();
     let refresher = std::thread::Builder::new()
         .name("lifeboat-lock".into())
-        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, &stopped, &last))
+        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, exclusive, &stopped, &last))
         .map_err(|e| Error::Other(format!("cannot start the lock refresher: {e}")))?;
-    Ok(Some(LockGuard {
+    Ok(LockGuard {
         stop: Some(stop),
         refresher: Some(refresher),
         refreshed,
-    }))
+    })
 }
 
 fn read_only_or(e: std::io::Error, path: &Path) -> Result<Option<LockGuard>> {
@@ -180,12 +257,13 @@ fn refresh_until_stopped(
     repo_dir: &Path,
     key: &MasterKey,
     mut current: PathBuf,
+    exclusive: bool,
     stop: &mpsc::Receiver<()>,
     refreshed: &Mutex<Instant>,
 ) {
     // Anything but a timeout means the guard is gone.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(REFRESH) {
-        match write_lock(repo_dir, key, &LockInfo::ours(false)) {
+        match write_lock(repo_dir, key, &LockInfo::ours(exclusive)) {
             Ok(fresh) => {
                 let _ = std::fs::remove_file(&current);
                 current = fresh;
@@ -263,6 +341,21 @@ fn remove_dead_locks(locks: &Path, key: &MasterKey) {
 
 /// The holder of a live exclusive lock other than `ours`, if any.
 fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
+    live_locks(locks, key, ours, |info| info.exclusive)
+}
+
+/// The holder of a live lock of any kind of another process, if any.
+fn other_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
+    live_locks(locks, key, ours, |info| !info.is_this_process())
+}
+
+/// The first live lock other than `ours` that `counts`.
+fn live_locks(
+    locks: &Path,
+    key: &MasterKey,
+    ours: &Path,
+    counts: impl Fn(&LockInfo) -> bool,
+) -> Result<Option<LockInfo>> {
     for entry in std::fs::read_dir(locks).map_err(|e| Error::io(locks, e))? {
         let entry = entry.map_err(|e| Error::io(locks, e))?;
         let path = entry.path();
@@ -279,7 +372,7 @@ fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option
             tracing::warn!("ignoring unreadable lock file {}", path.display());
             continue;
         };
-        if info.exclusive && !info.is_stale() {
+        if counts(&info) && !info.is_stale() {
             return Ok(Some(info));
         }
     }
@@ -336,6 +429,46 @@ mod tests {
         assert!(!dead.exists(), "the dead process's lock stayed");
         assert!(elsewhere.exists(), "another host's lock was removed");
         drop(guard);
+        Ok(())
+    }
+
+    #[test]
+    fn the_exclusive_lock_waits_for_others_but_not_for_this_process() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let key = MasterKey::new();
+        let locks = dir.path().join("locks");
+        let count = || std::fs::read_dir(&locks).map_or(0, |d| d.count());
+        // This process's own shared lock does not stand in the way.
+        let shared = lock_shared(dir.path(), &key, "test")?;
+        let exclusive = lock_exclusive(dir.path(), &key, "test", Duration::ZERO, &|_| {})?;
+        assert_eq!(count(), 2);
+        drop(exclusive);
+        drop(shared);
+        assert_eq!(count(), 0, "locks left behind");
+        // Another host's backup does, for as long as the wait.
+        let mut theirs = LockInfo::ours(false);
+        theirs.hostname = "backup-host".into();
+        write_lock(dir.path(), &key, &theirs)?;
+        let told = Mutex::new(Vec::new());
+        let started = Instant::now();
+        let err = lock_exclusive(
+            dir.path(),
+            &key,
+            "test",
+            Duration::from_millis(600),
+            &|why| told.lock().expect("told").push(why.to_string()),
+        )
+        .expect_err("locked");
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert!(matches!(err, Error::RepositoryLocked { .. }), "{err}");
+        assert!(err.to_string().contains("backup-host"), "{err}");
+        let told = told.into_inner().expect("told");
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            told[0].contains("waiting up to 0s for a lock of"),
+            "{told:?}"
+        );
+        assert_eq!(count(), 1, "the refused exclusive lock was left");
         Ok(())
     }
 

@@ -33,6 +33,7 @@ pub(crate) mod crypto;
 pub(crate) mod local_packs;
 pub(crate) mod lock;
 pub(crate) mod node;
+mod prune;
 pub(crate) mod restorer;
 pub(crate) mod source;
 pub mod spec;
@@ -49,6 +50,7 @@ mod snapshots;
 mod tests;
 
 pub(crate) use archiver::ArchiveRequest;
+pub use prune::PruneSummary;
 pub use reader::TreeSummary;
 pub(crate) use reader::{RepoReader, SnapshotNode};
 pub use settings::{OpenReport, PasswordSource, RepoSettings};

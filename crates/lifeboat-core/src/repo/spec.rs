@@ -32,6 +32,16 @@ pub enum TargetKind {
     Bind,
 }
 
+impl TargetKind {
+    /// The kind as it is shown: `volume`, `bind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Volume => "volume",
+            Self::Bind => "bind",
+        }
+    }
+}
+
 /// A volume or bind mount as a snapshot describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TargetSpec {

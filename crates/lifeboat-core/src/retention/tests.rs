@@ -192,3 +192,31 @@ fn drilled_and_pruned_snapshots_are_kept_beyond_the_rules() {
         "last copy of a pruned volume (tagged pruned)"
     );
 }
+
+#[test]
+fn a_snapshot_from_the_future_does_not_make_the_real_newest_go() {
+    let (groups, _) = group(vec![
+        snapshot(
+            "typo",
+            "web",
+            &["lifeboat", "volume=a"],
+            "2062-01-01T00:00:00",
+        ),
+        snapshot(
+            "real",
+            "web",
+            &["lifeboat", "volume=a"],
+            "2026-12-07T00:00:00",
+        ),
+        snapshot(
+            "older",
+            "web",
+            &["lifeboat", "volume=a"],
+            "2026-12-06T00:00:00",
+        ),
+    ]);
+    let reasons = decided("last=1", &groups[0], &Safety::default());
+    assert_eq!(reasons[0].1, [KeepReason::Last]);
+    assert_eq!(reasons[1].1, [KeepReason::Newest]);
+    assert!(reasons[2].1.is_empty(), "{reasons:?}");
+}

@@ -6,7 +6,7 @@ use lifeboat_core::ops::forget::{ForgetReport, ForgetRequest};
 use lifeboat_core::ops::{self, Session};
 
 use super::{Global, SecondSignal, stoppable};
-use crate::output::{Table, errln, outln};
+use crate::output::{Table, errln, human_bytes, outln};
 
 #[derive(Debug, Args)]
 pub(crate) struct ForgetArgs {
@@ -29,6 +29,21 @@ pub(crate) struct ForgetArgs {
     /// volume `lifeboat prune` removed) too.
     #[arg(long)]
     include_pruned: bool,
+
+    /// Then remove the data no snapshot references any more, under the
+    /// repository's exclusive lock (with --dry-run: say how much).
+    #[arg(long)]
+    prune: bool,
+
+    /// Only remove the data no snapshot references (after a `restic
+    /// forget`, say): no snapshot is removed and no rules are needed.
+    #[arg(long, conflicts_with_all = ["targets", "keep", "include_pruned"])]
+    prune_only: bool,
+
+    /// How long a prune waits for a backup or restore that holds the
+    /// repository (seconds) before it gives up with exit 7.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    lock_wait: u64,
 }
 
 pub(crate) async fn run(
@@ -41,6 +56,9 @@ pub(crate) async fn run(
         keep: args.keep,
         dry_run: args.dry_run,
         include_pruned: args.include_pruned,
+        prune: args.prune,
+        prune_only: args.prune_only,
+        lock_wait: std::time::Duration::from_secs(args.lock_wait),
     };
     let Some(report) = stoppable(
         session,
@@ -65,6 +83,11 @@ pub(crate) async fn run(
         .any(|t| t.failure == Some(lifeboat_core::ErrorClass::Interrupted));
     Ok(if interrupted {
         crate::exit::INTERRUPTED
+    } else if let Some(class) = report.prune_failure {
+        match class {
+            lifeboat_core::ErrorClass::RepositoryLocked => crate::exit::REPOSITORY_LOCKED,
+            _ => crate::exit::FAILURE,
+        }
     } else if failures == 0 {
         crate::exit::SUCCESS
     } else if failures < report.targets.len() {
@@ -82,7 +105,7 @@ pub(crate) async fn run(
 
 fn print(report: &ForgetReport) {
     for target in &report.targets {
-        let kind = format!("{:?}", target.kind).to_lowercase();
+        let kind = target.kind.as_str();
         match (&target.rules, &target.rules_from) {
             (Some(rules), Some(from)) => outln!(
                 "{kind} {} on {}: keep {rules} ({from})",
@@ -94,11 +117,11 @@ fn print(report: &ForgetReport) {
         if !target.snapshots.is_empty() {
             let mut table = Table::new(&["", "ID", "TIME", "REASONS"]);
             for s in &target.snapshots {
-                let action = match (s.keep, report.dry_run) {
-                    (true, _) => "keep",
-                    (false, true) => "would remove",
-                    (false, false) if target.error.is_some() => "not removed",
-                    (false, false) => "removed",
+                let action = match (s.keep, report.dry_run, s.removed) {
+                    (true, _, _) => "keep",
+                    (false, true, _) => "would remove",
+                    (false, false, true) => "removed",
+                    (false, false, false) => "not removed",
                 };
                 table.row(vec![
                     action.to_string(),
@@ -121,14 +144,23 @@ fn print(report: &ForgetReport) {
         .map(|t| t.to_remove())
         .sum();
     if report.targets.is_empty() {
-        outln!("no snapshots of lifeboat's in the repository");
+        if report.prune.is_none() && report.prune_error.is_none() {
+            outln!("no snapshots of lifeboat's in the repository");
+        }
     } else if report.dry_run {
         outln!(
             "would remove {would} snapshot(s) of {} target(s); nothing was removed (dry run)",
             report.targets.len()
         );
     } else {
-        outln!("removed {removed} snapshot(s); their data stays in the repository until a prune");
+        outln!(
+            "removed {removed} snapshot(s){}",
+            if report.prune.is_some() {
+                ""
+            } else {
+                "; their data stays in the repository until a prune (--prune)"
+            }
+        );
     }
     if report.foreign_snapshots > 0 {
         outln!(
@@ -136,5 +168,33 @@ fn print(report: &ForgetReport) {
             report.foreign_snapshots
         );
     }
-    outln!("note: {}", report.drills);
+    if let Some(prune) = &report.prune {
+        let size = match (prune.size_before, prune.size_after) {
+            (Some(before), Some(after)) => format!(
+                "; the repository's data went from {} to {}",
+                human_bytes(before),
+                human_bytes(after)
+            ),
+            _ => String::new(),
+        };
+        outln!(
+            "{} {} unused pack(s), repack{} {} partly used one(s): {} of data no snapshot uses{size}; {} unused left in packs that stay",
+            if prune.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            prune.packs_removed,
+            if prune.dry_run { "" } else { "ed" },
+            prune.packs_repacked,
+            human_bytes(prune.bytes_removed),
+            human_bytes(prune.bytes_unused_left)
+        );
+    }
+    if let Some(error) = &report.prune_error {
+        errln!("lifeboat: not pruned: {error}");
+    }
+    if !report.targets.is_empty() {
+        outln!("note: {}", report.drills);
+    }
 }

@@ -119,7 +119,7 @@ fn snapshot_count(env: &TestEnv) -> usize {
 }
 
 #[test]
-fn forget_removes_per_volume_and_never_the_last_of_one() {
+fn forget_applies_the_rules_to_each_volume_on_its_own() {
     let env = TestEnv::new("forget-remove");
     env.init();
     let busy = env.volume("busy", &[]);
@@ -264,7 +264,8 @@ fn the_last_copy_of_a_pruned_volume_is_kept_unless_asked() {
     // A new volume of the same name, backed up later: the copy kept for
     // the pruned one is no longer the newest snapshot of the name.
     docker(&["volume", "create", &volume]).ok();
-    history(&env, &volume, &["2030-01-01T03:00:00Z"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.lifeboat(&["backup", &volume]).ok();
     let tagged = restic(
         &env.repo(),
         &env.password,
@@ -387,4 +388,216 @@ fn rules_come_from_the_flag_the_label_or_the_file_and_never_from_a_guess() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("no-such-volume"), "{}", run.stderr);
     assert_eq!(snapshot_count(&env), 6);
+}
+
+/// The SHA-256 of `/v/big` in a volume, read in a container.
+fn digest(env: &TestEnv, volume: &str) -> String {
+    let run = env
+        .busybox(&[format!("{volume}:/v:ro")], "sha256sum /v/big")
+        .ok();
+    run.stdout
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+/// New random content in `/v/big`.
+fn churn(env: &TestEnv, volume: &str, megabytes: u32) {
+    env.busybox(
+        &[format!("{volume}:/v")],
+        &format!("dd if=/dev/urandom of=/v/big bs=1M count={megabytes} 2>/dev/null"),
+    )
+    .ok();
+}
+
+/// Restores the newest snapshot of `volume` into a new volume and checks
+/// its content is `want`.
+fn restores_to(env: &TestEnv, volume: &str, want: &str) {
+    let copy = env.name("copy");
+    env.lifeboat(&["restore", "latest", "--volume", volume, "--to", &copy])
+        .ok();
+    assert_eq!(digest(env, &copy), want, "the restored content");
+    docker(&["volume", "rm", "-f", &copy]).ok();
+}
+
+#[test]
+fn forget_prune_reclaims_the_space_and_restic_checks_every_byte() {
+    let env = TestEnv::new("forget-prune");
+    env.init();
+    let volume = env.random_volume("data", 4);
+    for time in [
+        "2026-01-01T03:00:00Z",
+        "2026-01-02T03:00:00Z",
+        "2026-01-03T03:00:00Z",
+    ] {
+        churn(&env, &volume, 4);
+        env.lifeboat(&["backup", &volume, "--time", time]).ok();
+    }
+    let newest = digest(&env, &volume);
+
+    let planned = env
+        .lifeboat(&[
+            "forget",
+            &volume,
+            "--keep",
+            "last=1",
+            "--prune",
+            "--dry-run",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let plan = &planned["prune"];
+    assert_eq!(plan["dry_run"], true, "{planned:#}");
+    assert!(
+        plan["bytes_removed"].as_u64() >= Some(8_000_000),
+        "{planned:#}"
+    );
+    assert!(plan["size_after"].is_null(), "{planned:#}");
+    assert_eq!(snapshot_count(&env), 3, "a dry run removed snapshots");
+
+    let report = env
+        .lifeboat(&["forget", &volume, "--keep", "last=1", "--prune", "--json"])
+        .ok()
+        .json();
+    let prune = &report["prune"];
+    let before = prune["size_before"].as_u64().expect("size before");
+    let after = prune["size_after"].as_u64().expect("size after");
+    assert!(
+        before >= after + 8_000_000,
+        "{before} -> {after}: {report:#}"
+    );
+    assert!(after >= 4_000_000, "the kept data went too: {report:#}");
+    assert_eq!(snapshot_count(&env), 1);
+    restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+    restores_to(&env, &volume, &newest);
+    // Nothing left to reclaim.
+    let again = env
+        .lifeboat(&["forget", "--prune-only", "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["prune"]["packs_removed"], 0, "{again:#}");
+}
+
+/// A guard that continues and kills the processes it holds, however the
+/// test ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            signal(child, "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+fn lock_count(env: &TestEnv) -> usize {
+    std::fs::read_dir(env.repo().join("locks")).map_or(0, |d| d.count())
+}
+
+fn wait_for_locks(env: &TestEnv, count: usize) {
+    crate::support::wait_until(
+        &format!("{count} lock files"),
+        std::time::Duration::from_secs(60),
+        || lock_count(env) >= count,
+    );
+}
+
+#[test]
+fn a_prune_killed_at_any_point_loses_nothing_kept() {
+    let env = TestEnv::new("prune-killed");
+    env.init();
+    let volume = env.random_volume("data", 2);
+    // Each round leaves 4 MB that no snapshot needs, and kills the prune
+    // a little later into its work than the last (a whole prune of it
+    // takes about 0.2 s here).
+    for (round, delay) in [0u64, 10, 25, 45, 70, 110].into_iter().enumerate() {
+        for n in 0..3 {
+            churn(&env, &volume, 2);
+            let time = format!("2026-01-{:02}T03:{n:02}:00Z", round + 1);
+            env.lifeboat(&["backup", &volume, "--time", &time]).ok();
+        }
+        env.lifeboat(&["forget", &volume, "--keep", "last=1"]).ok();
+        let mut prune = Children(vec![env.start_lifeboat(&["forget", "--prune-only"])]);
+        // Its shared lock, then its exclusive one: pruning has begun (or,
+        // on a quick machine, is over already).
+        crate::support::wait_until(
+            "the prune's exclusive lock",
+            std::time::Duration::from_secs(60),
+            || lock_count(&env) >= 2 || matches!(prune.0[0].try_wait(), Ok(Some(_))),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = prune.0[0].kill();
+        let _ = prune.0[0].wait();
+        drop(prune);
+        // Whatever it had done, restic finds the repository whole, once
+        // the killed process's locks are cleared as after any kill.
+        restic(&env.repo(), &env.password, &["unlock"]).ok();
+        restic(&env.repo(), &env.password, &["check"]).ok();
+    }
+    let newest = digest(&env, &volume);
+    env.lifeboat(&["forget", "--prune-only"]).ok();
+    restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+    assert_eq!(snapshot_count(&env), 1);
+    restores_to(&env, &volume, &newest);
+}
+
+#[test]
+fn a_prune_waits_for_a_running_backup_and_keeps_new_ones_out() {
+    let env = TestEnv::new("prune-locks");
+    env.init();
+    let big = env.random_volume("big", 200);
+    let small = env.volume("small", &[]);
+    env.busybox(&[format!("{small}:/v")], "echo x > /v/f").ok();
+
+    // A backup that holds the repository: stopped half-way.
+    let mut running = Children(vec![env.start_lifeboat(&["backup", &big])]);
+    wait_for_locks(&env, 1);
+    signal(&running.0[0], "STOP");
+
+    // Told to wait one second, a prune gives up as locked, naming it.
+    let run = env.lifeboat(&["forget", "--prune-only", "--lock-wait", "1"]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(run.stderr.contains("waiting up to 1s"), "{}", run.stderr);
+    assert!(run.stderr.contains("still holds it"), "{}", run.stderr);
+    assert_eq!(lock_count(&env), 1, "the prune left a lock");
+
+    // Told to wait longer, it waits; meanwhile a new backup is refused.
+    running
+        .0
+        .push(env.start_lifeboat(&["forget", "--prune-only", "--lock-wait", "120"]));
+    wait_for_locks(&env, 3);
+    let refused = env.lifeboat(&["backup", &small]);
+    assert_eq!(refused.code, 7, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("exclusive lock"),
+        "{}",
+        refused.stderr
+    );
+
+    // The backup goes on and ends; then the prune runs.
+    signal(&running.0[0], "CONT");
+    let backup = running.0.remove(0).wait_with_output().expect("backup ends");
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let prune = running.0.remove(0).wait_with_output().expect("prune ends");
+    let said = String::from_utf8_lossy(&prune.stderr);
+    assert!(prune.status.success(), "{said}");
+    assert!(said.contains("waiting up to 120s"), "{said}");
+    assert_eq!(snapshot_count(&env), 1);
+    restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
+    assert_eq!(lock_count(&env), 0, "locks left behind");
 }

@@ -384,8 +384,12 @@ pub fn mountpoint(volume: &str) -> PathBuf {
 
 /// Runs restic against a repository.
 pub fn restic(repo: &Path, password: &str, args: &[&str]) -> Run {
+    restic_program(Path::new("restic"), repo, password, args)
+}
+
+fn restic_program(program: &Path, repo: &Path, password: &str, args: &[&str]) -> Run {
     Run::from(
-        Command::new("restic")
+        Command::new(program)
             .arg("--repo")
             .arg(repo)
             .args(["--no-cache"])
@@ -406,14 +410,5 @@ pub fn restic_current(repo: &Path, password: &str, args: &[&str]) -> Run {
         "{} is missing: run testing/build-images.sh",
         program.display()
     );
-    Run::from(
-        Command::new(program)
-            .arg("--repo")
-            .arg(repo)
-            .args(["--no-cache"])
-            .args(args)
-            .env("RESTIC_PASSWORD", password)
-            .output()
-            .expect("run restic"),
-    )
+    restic_program(program, repo, password, args)
 }

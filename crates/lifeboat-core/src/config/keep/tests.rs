@@ -20,7 +20,7 @@ fn kept(rules: &str, times: &[&str], now: &str) -> Vec<usize> {
     let rules: KeepRules = rules.parse().expect("rules");
     let taken: Vec<TakenAt> = times.iter().map(|t| at(t)).collect();
     rules
-        .apply(&taken, now.parse().expect("now"))
+        .apply_in(&taken, now.parse().expect("now"), &TimeZone::UTC)
         .iter()
         .enumerate()
         .filter(|(_, reasons)| !reasons.is_empty())
@@ -95,6 +95,7 @@ fn a_bad_rule_is_an_error_naming_it_never_keep_nothing() {
         ("within=0d", "it is zero"),
         ("within=-1d", "invalid duration \"-1d\""),
         ("within=99999999999d", "invalid duration"),
+        ("within=2147483647d1w", "invalid duration"),
     ] {
         let err = bad
             .parse::<KeepRules>()
@@ -230,7 +231,11 @@ fn within_counts_back_from_the_newest_snapshot_not_from_now() {
         "2026-11-01T12:00:00Z",
     ];
     assert_eq!(kept("within=2d", &times, NOW), [0, 1, 2]);
-    assert_eq!(kept("within=2d", &times, "2026-12-07T13:00:00Z"), [0, 1, 2]);
+    // Before the newest was taken, the one before it is the newest.
+    assert_eq!(
+        kept("within=2d", &times, "2026-12-07T11:00:00Z"),
+        [0, 1, 2, 3]
+    );
     assert_eq!(kept("within=1d23h", &times, NOW), [0, 1]);
     // A snapshot from the future (a clock set wrong) is kept, and the
     // newest in the past counts.
@@ -347,5 +352,56 @@ fn the_label_wins_over_the_section_which_wins_over_the_defaults() {
     assert!(
         message.contains("invalid keep rules \"daily=x\""),
         "{message}"
+    );
+}
+
+#[test]
+fn spans_beyond_the_calendar_keep_everything_and_never_fail() {
+    let times = ["2026-12-07T12:00:00Z", "0001-01-01T00:00:00Z"];
+    for rules in [
+        "within=7400000d",
+        "within=1100000w",
+        "within=2147483647y",
+        "within=2147483647h",
+    ] {
+        assert_eq!(kept(rules, &times, NOW), [0, 1], "{rules}");
+    }
+}
+
+#[test]
+fn equal_newest_times_count_back_from_the_first_listed() {
+    // The same instant on two clocks: the first one's calendar counts.
+    let times = [
+        "2026-03-31T23:30:00-01:00",
+        "2026-04-01T00:30:00+00:00",
+        "2026-03-01T00:00:00+00:00",
+    ];
+    // From 31 March on its clock, a month back is 3 March (23:30 -01:00).
+    assert_eq!(kept("within=1m", &times, NOW), [0, 1]);
+    assert_eq!(kept("within=1m1d", &times, NOW), [0, 1]);
+    // From 1 April, it would be 1 March, 00:30: the third is older still.
+    let reordered = [times[1], times[0], times[2]];
+    assert_eq!(kept("within=1m", &reordered, NOW), [0, 1]);
+    assert_eq!(kept("within=1m1d", &reordered, NOW), [0, 1, 2]);
+}
+
+#[test]
+fn within_follows_this_hosts_summer_time_when_the_newest_was_taken_on_its_clock() {
+    let berlin = TimeZone::get("Europe/Berlin").expect("the time zone database");
+    let rules: KeepRules = "within=1m".parse().expect("rules");
+    // A month before 1 April 00:30 in summer time is 1 March 00:30 in
+    // winter time, 23:30 UTC: on Berlin's clock the hour stays, on a
+    // fixed +02:00 it would be 22:30 UTC.
+    let taken = [
+        at("2026-04-01T00:30:00+02:00"),
+        at("2026-03-01T00:00:00+01:00"),
+    ];
+    let now = NOW.parse().expect("now");
+    let in_berlin = rules.apply_in(&taken, now, &berlin);
+    assert!(in_berlin[1].is_empty(), "{in_berlin:?}");
+    let elsewhere = rules.apply_in(&taken, now, &TimeZone::UTC);
+    assert_eq!(
+        elsewhere[1],
+        [KeepReason::Within(rules.within.expect("within"))]
     );
 }

@@ -143,8 +143,10 @@ async fn a_failed_target_leaves_a_partial_result_with_the_others_published() {
 }
 
 #[test]
-fn a_snapshot_time_keeps_the_offset_it_is_given() {
-    let at = |text: &str| snapshot_time(text).map(|z| (z.timestamp().to_string(), z.offset()));
+fn a_snapshot_time_keeps_the_offset_or_zone_it_is_given() {
+    let now: jiff::Timestamp = "2026-12-07T00:00:00Z".parse().expect("now");
+    let at =
+        |text: &str| snapshot_time_at(text, now).map(|z| (z.timestamp().to_string(), z.offset()));
     assert_eq!(
         at("2026-03-01T03:00:00+01:00").expect("valid"),
         ("2026-03-01T02:00:00Z".to_string(), jiff::tz::offset(1))
@@ -153,15 +155,25 @@ fn a_snapshot_time_keeps_the_offset_it_is_given() {
         at("2026-03-01T03:00:00Z").expect("valid"),
         ("2026-03-01T03:00:00Z".to_string(), jiff::tz::offset(0))
     );
-    let local = snapshot_time("2026-03-01 03:00:00").expect("valid");
+    assert_eq!(
+        at("2026-03-01T03:00:00[America/New_York]").expect("valid"),
+        ("2026-03-01T08:00:00Z".to_string(), jiff::tz::offset(-5))
+    );
+    let local = snapshot_time_at("2026-03-01 03:00:00", now).expect("valid");
     assert_eq!(local.datetime().to_string(), "2026-03-01T03:00:00");
-    for bad in ["", "yesterday", "2026-03-01", "2026-13-01T00:00:00Z"] {
-        let err = snapshot_time(bad)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+    assert!(at("2026-12-07T00:00:59Z").is_ok(), "a minute of leeway");
+    for (bad, says) in [
+        ("", "use 2026-03-01 03:00:00"),
+        ("yesterday", "use 2026-03-01 03:00:00"),
+        ("2026-03-01", "use 2026-03-01 03:00:00"),
+        ("2026-13-01T00:00:00Z", "use 2026-03-01 03:00:00"),
+        ("2026-03-01T03:00:00[Nowhere/Atlantis]", "unknown time zone"),
+        ("2062-01-01T00:00:00Z", "in the future"),
+        ("2026-12-07T00:02:00Z", "in the future"),
+    ] {
+        let err = at(bad).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            err.starts_with(&format!("invalid time {bad:?}")),
+            err.starts_with(&format!("invalid time {bad:?}: ")) && err.contains(says),
             "{bad}: {err}"
         );
     }

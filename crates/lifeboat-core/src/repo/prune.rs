@@ -1,0 +1,114 @@
+//! Reclaiming space: the data no snapshot references is removed, and packs
+//! mostly unused are repacked, through the repository library's prune,
+//! under restic's exclusive lock.
+//!
+//! The library writes the new packs and index first, then removes the old
+//! index files, then the packs: a prune killed at any point leaves a
+//! repository whose index references only packs that exist (packs no index
+//! references are what a next prune removes). It removes at once what it
+//! removes (no second phase): the exclusive lock keeps every other writer
+//! out, lifeboat's and restic's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rustic_core::{LimitOption, PruneOptions};
+use serde::Serialize;
+
+use super::{Repo, SnapshotInfo};
+use crate::error::{Error, Result};
+
+/// What a prune did, or would do.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneSummary {
+    /// Only planned: nothing was changed.
+    pub dry_run: bool,
+    /// Packs removed whole: nothing in them is used.
+    pub packs_removed: u64,
+    /// Packs partly used, whose used blobs were copied into new packs.
+    pub packs_repacked: u64,
+    /// Bytes of blobs no snapshot uses, removed.
+    pub bytes_removed: u64,
+    /// Bytes of unused blobs left in packs that stay (below the share
+    /// worth repacking).
+    pub bytes_unused_left: u64,
+    /// The size of the repository's data before and after, on this host's
+    /// file system.
+    pub size_before: Option<u64>,
+    pub size_after: Option<u64>,
+}
+
+impl Repo {
+    /// Removes the data no snapshot references, under the exclusive lock:
+    /// waits up to `wait` for the locks of others (a backup, a restore) to
+    /// go, telling `waiting` who holds them, and fails as locked after
+    /// that. With `plan_only`, says what it would do and changes nothing,
+    /// counting `forgotten` (snapshots a dry run would have removed) as
+    /// gone.
+    pub(crate) fn prune(
+        &self,
+        plan_only: bool,
+        forgotten: &[SnapshotInfo],
+        wait: Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<PruneSummary> {
+        let Some(dir) = self.settings.local_path() else {
+            return Err(Error::Refused(format!(
+                "{}: lifeboat takes locks on local repositories only for now, and pruning without the exclusive lock could remove data a backup of another host is writing; prune it with restic",
+                self.settings.shown_location()
+            )));
+        };
+        let _exclusive = if plan_only {
+            None
+        } else {
+            Some(crate::repo::lock::lock_exclusive(
+                &dir,
+                &self.key,
+                &self.settings.shown_location(),
+                wait,
+                waiting,
+            )?)
+        };
+        let opened = self.opened()?;
+        let options = PruneOptions::default()
+            .instant_delete(true)
+            .max_unused(LimitOption::Percentage(5))
+            .max_repack(LimitOption::Unlimited)
+            .ignore_snaps(forgotten.iter().map(|s| s.file.id).collect::<Vec<_>>());
+        let plan = opened.prune_plan(&options).map_err(|e| self.error(&e))?;
+        let sizes = plan.stats.size_sum();
+        let mut summary = PruneSummary {
+            dry_run: plan_only,
+            packs_removed: plan.stats.packs.unused,
+            packs_repacked: plan.stats.packs.repack,
+            bytes_removed: sizes.remove + sizes.repackrm,
+            bytes_unused_left: sizes.unused_after_prune(),
+            size_before: data_size(&dir.join("data")),
+            size_after: None,
+        };
+        if plan_only {
+            return Ok(summary);
+        }
+        opened.prune(&options, plan).map_err(|e| self.error(&e))?;
+        summary.size_after = data_size(&dir.join("data"));
+        Ok(summary)
+    }
+}
+
+/// The bytes of the files below `dir`, `None` when it cannot be read.
+fn data_size(dir: &Path) -> Option<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).ok()? {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Some(total)
+}

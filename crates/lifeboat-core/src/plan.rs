@@ -10,21 +10,14 @@
 //! `docker-volume-backup.stop-during-backup` label, honoured for people who
 //! migrate. The plan only decides; it never touches the engine.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::config::Config;
 pub use crate::config::Strategy;
+pub use crate::config::strategy::StrategyFlags;
 use crate::dump::{Database, DumpFrom};
 use crate::engine::{EngineContainer, MountKind};
 use crate::inventory::{Content, Inventory, Target, database_mount};
-
-/// The label that picks a strategy, on a volume or a container.
-pub const STRATEGY_LABEL: &str = "lifeboat.strategy";
-
-/// offen/docker-volume-backup's label for containers to stop.
-pub const OFFEN_STOP_LABEL: &str = "docker-volume-backup.stop-during-backup";
 
 /// One target with its strategy.
 #[derive(Clone, Debug, Serialize)]
@@ -65,15 +58,6 @@ impl PlannedTarget {
     }
 }
 
-/// Strategies given on the command line.
-#[derive(Clone, Debug, Default)]
-pub struct StrategyFlags {
-    /// For every target of the run.
-    pub all: Option<Strategy>,
-    /// For single targets, by volume name or bind-mount path.
-    pub by_target: BTreeMap<String, Strategy>,
-}
-
 /// Plans the backup of `targets`.
 pub fn plan(
     inventory: &Inventory,
@@ -99,28 +83,7 @@ fn plan_one(
         .filter(|c| target.users.iter().any(|u| u.container == c.name))
         .collect();
 
-    let chosen = flags
-        .by_target
-        .get(&target.name)
-        .map(|s| (*s, format!("flag --strategy {}={s}", target.name)))
-        .or_else(|| flags.all.map(|s| (s, format!("flag --strategy {s}"))))
-        .or_else(|| label_strategy(&target.labels, &format!("volume {}", target.name)))
-        .or_else(|| {
-            users
-                .iter()
-                .find_map(|c| label_strategy(&c.labels, &format!("container {}", c.name)))
-        })
-        .or_else(|| config.strategy_of(target))
-        .or_else(|| {
-            users.iter().find_map(|c| {
-                (c.labels.get(OFFEN_STOP_LABEL).map(String::as_str) == Some("true")).then(|| {
-                    (
-                        Strategy::Stop,
-                        format!("label {OFFEN_STOP_LABEL}=true on container {}", c.name),
-                    )
-                })
-            })
-        });
+    let chosen = crate::config::strategy::asked(target, &users, flags, config);
 
     let (strategy, reason) = chosen.unwrap_or_else(|| automatic(target, dumpable.as_ref()));
     let problem = match (strategy, &dumpable) {
@@ -152,18 +115,6 @@ fn plan_one(
     }
 }
 
-fn label_strategy(labels: &BTreeMap<String, String>, on: &str) -> Option<(Strategy, String)> {
-    let value = labels.get(STRATEGY_LABEL)?;
-    match value.parse::<Strategy>() {
-        Ok(s) => Some((s, format!("label {STRATEGY_LABEL}={s} on {on}"))),
-        Err(_) => {
-            tracing::warn!("ignoring {STRATEGY_LABEL}={value:?} on {on}: use dump, stop or live");
-            None
-        }
-    }
-}
-
-/// The running container whose database lives in the target.
 /// The database that keeps its data in a target holding `content`.
 fn database_of(content: Content) -> Option<Database> {
     match content {
@@ -222,6 +173,7 @@ fn automatic(target: &Target, dumpable: Option<&DumpFrom>) -> (Strategy, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::strategy::{OFFEN_STOP_LABEL, STRATEGY_LABEL};
     use crate::engine::{ContainerMount, EngineVolume};
     use crate::inventory::assemble;
 

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::inventory::Target;
 
 pub mod keep;
+pub mod strategy;
 
 pub use keep::{KEEP_LABEL, KeepRules};
 

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod check;
 mod events;
 pub mod forget;
 pub mod init;

@@ -29,6 +29,7 @@ use rustic_core::{
 };
 
 pub(crate) mod archiver;
+mod check;
 pub(crate) mod crypto;
 pub(crate) mod local_packs;
 pub(crate) mod lock;
@@ -50,6 +51,7 @@ mod snapshots;
 mod tests;
 
 pub(crate) use archiver::ArchiveRequest;
+pub use check::{CheckReport, ReadData};
 pub use prune::PruneSummary;
 pub use reader::TreeSummary;
 pub(crate) use reader::{RepoReader, SnapshotNode};

@@ -5,6 +5,7 @@
 
 mod audit;
 mod backup;
+mod check;
 mod forget;
 mod init;
 mod ls;
@@ -125,6 +126,8 @@ enum Command {
     /// Remove the snapshots each target's keep rules do not keep, never
     /// its newest.
     Forget(forget::ForgetArgs),
+    /// Check the repository's structure, and its data when asked.
+    Check(check::CheckArgs),
 }
 
 /// How to read or write a volume's files.
@@ -163,6 +166,7 @@ impl Cli {
             Command::Restore(args) => restore::run(session, global, args).await,
             Command::Prune(args) => prune::run(session, global, args).await,
             Command::Forget(args) => forget::run(session, global, args).await,
+            Command::Check(args) => check::run(session, global, args).await,
         }
     }
 }

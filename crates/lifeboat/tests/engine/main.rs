@@ -11,6 +11,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod binds;
+mod check;
 mod databases;
 mod first_use;
 mod hardening;

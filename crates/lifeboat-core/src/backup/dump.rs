@@ -14,7 +14,7 @@ pub(super) async fn dump(
     journal: &mut crate::journal::Journal,
 ) -> Result<SnapshotInfo> {
     if let Some(problem) = &planned.problem {
-        return Err(Error::Other(problem.clone()));
+        return Err(Error::Refused(problem.clone()));
     }
     let from = planned
         .dump

@@ -82,10 +82,10 @@ pub(crate) async fn feed(
 ) -> Result<Fed> {
     use tokio::io::AsyncWriteExt;
     let mut exec = engine.exec(container, command, true).await?;
-    let mut input = exec
-        .input
-        .take()
-        .ok_or_else(|| Error::Other("the engine gave no input to the command".into()))?;
+    let mut input = exec.input.take().ok_or_else(|| Error::Context {
+        class: crate::error::ErrorClass::Engine,
+        message: "the engine gave no input to the command".into(),
+    })?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(OUTPUT_CHUNKS);
     let producer = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut file = reader.content(&node)?;
@@ -97,7 +97,7 @@ pub(crate) async fn feed(
                 Err(e) => {
                     let message = e.to_string();
                     let _ = tx.blocking_send(Err(e));
-                    return Err(Error::Other(message));
+                    return Err(Error::Storage(format!("reading the dump: {message}")));
                 }
             };
             progress.bytes_done.fetch_add(n as u64, Ordering::Relaxed);
@@ -122,7 +122,7 @@ pub(crate) async fn feed(
                     }
                 }
                 Err(e) => {
-                    failed = Some(Error::Other(format!("reading the dump: {e}")));
+                    failed = Some(Error::Storage(format!("reading the dump: {e}")));
                     break;
                 }
             }

@@ -136,7 +136,10 @@ impl Engine {
                 .write_all(data)
                 .await
                 .and(input.shutdown().await)
-                .map_err(|e| Error::Other(format!("writing to a command in {container}: {e}")))?;
+                .map_err(|e| Error::Context {
+                    class: crate::error::ErrorClass::Engine,
+                    message: format!("writing to a command in {container}: {e}"),
+                })?;
         }
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();

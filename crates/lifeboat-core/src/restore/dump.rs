@@ -314,10 +314,14 @@ pub(super) async fn dump_current(
     .await;
     match (result.snapshot, result.error) {
         (Some(s), None) => Ok(s),
-        (_, error) => Err(Error::Other(format!(
-            "not replacing the data of container {container}: dumping it first failed: {}",
-            error.unwrap_or_default()
-        ))),
+        // Nothing was changed: the class of why is the restore's.
+        (_, error) => Err(Error::Context {
+            class: result.failure.unwrap_or(crate::error::ErrorClass::Other),
+            message: format!(
+                "not replacing the data of container {container}: dumping it first failed: {}",
+                error.unwrap_or_default()
+            ),
+        }),
     }
 }
 

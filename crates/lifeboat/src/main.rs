@@ -70,6 +70,11 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         .chain()
         .find_map(|c| c.downcast_ref::<lifeboat_core::Error>())
         .map(lifeboat_core::Error::class);
+    exit_code_of_class(class)
+}
+
+/// The exit code of a failure of this class (`None`: not the library's).
+pub(crate) fn exit_code_of_class(class: Option<ErrorClass>) -> u8 {
     match class {
         Some(ErrorClass::EngineUnreachable) => exit::ENGINE_UNREACHABLE,
         Some(ErrorClass::RepositoryMissing) => exit::REPOSITORY_MISSING,

@@ -61,10 +61,29 @@ pub fn last_checks(state_dir: &Path) -> Result<BTreeMap<String, LastCheck>> {
     }
 }
 
+/// Adds `last` to the recorded checks. Two checks recording at once take
+/// turns; a file that cannot be read is kept aside, not overwritten.
 fn record(state_dir: &Path, location: &str, last: LastCheck) -> Result<PathBuf> {
-    let mut checks = last_checks(state_dir).unwrap_or_default();
-    checks.insert(location.to_string(), last);
     std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    let guard = state_dir.join("checks.lock");
+    let turn = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&guard)
+        .map_err(|e| Error::io(&guard, e))?;
+    turn.lock().map_err(|e| Error::io(&guard, e))?;
+    let mut checks = match last_checks(state_dir) {
+        Ok(checks) => checks,
+        Err(e) => {
+            let aside = state_dir.join(format!("{CHECKS_FILE}.unreadable"));
+            tracing::warn!("{e}; kept aside as {}", aside.display());
+            std::fs::rename(state_dir.join(CHECKS_FILE), &aside)
+                .map_err(|e| Error::io(&aside, e))?;
+            BTreeMap::new()
+        }
+    };
+    checks.insert(location.to_string(), last);
     let json = serde_json::to_vec_pretty(&checks).map_err(|e| Error::Other(e.to_string()))?;
     let path = state_dir.join(CHECKS_FILE);
     let mut tmp =
@@ -108,6 +127,12 @@ mod tests {
         assert!(!checks["/srv/b"].ok);
         std::fs::write(dir.path().join(CHECKS_FILE), b"{").map_err(|e| Error::io("checks", e))?;
         assert!(last_checks(dir.path()).is_err());
+        // Recording again keeps the unreadable file aside.
+        record(dir.path(), "/srv/c", check(true, ReadData::All))?;
+        assert_eq!(last_checks(dir.path())?.len(), 1);
+        let aside = std::fs::read(dir.path().join("checks.json.unreadable"))
+            .map_err(|e| Error::io("aside", e))?;
+        assert_eq!(aside, b"{");
         Ok(())
     }
 }

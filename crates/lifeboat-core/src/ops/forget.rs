@@ -111,6 +111,10 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
     }
     let config = session.config()?;
     let repo = session.repo().await?.clone();
+    // A prune that cannot happen is refused before anything is removed.
+    if (request.prune || request.prune_only) && !request.dry_run {
+        repo.prunable()?;
+    }
     let listed = {
         let repo = repo.clone();
         Session::blocking(move || repo.snapshots()).await?
@@ -253,8 +257,12 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
         prune_error: None,
         prune_failure: None,
     };
-    if (request.prune || request.prune_only) && !session.is_cancelled() {
+    if (request.prune || request.prune_only) && session.is_cancelled() {
+        report.prune_failure = Some(ErrorClass::Interrupted);
+        report.prune_error = Some("stopped on request before the prune".to_string());
+    } else if request.prune || request.prune_only {
         let events = session.events();
+        let cancel = session.cancellation();
         let (plan_only, wait) = (request.dry_run, request.lock_wait);
         // A dry run plans as if what it would remove were gone.
         let forgotten: Vec<SnapshotInfo> = if plan_only {
@@ -263,9 +271,13 @@ pub async fn forget(session: &Session, request: &ForgetRequest) -> Result<Forget
             Vec::new()
         };
         let pruned = Session::blocking(move || {
-            repo.prune(plan_only, &forgotten, wait, &|why| {
-                events.event(super::Event::Waiting { why });
-            })
+            repo.prune(
+                plan_only,
+                &forgotten,
+                wait,
+                &|why| events.event(super::Event::Waiting { why }),
+                &|| cancel.is_cancelled(),
+            )
         })
         .await;
         match pruned {

@@ -232,6 +232,11 @@ impl Session {
         self.cancel.cancel();
     }
 
+    /// What blocking work polls to see a stop asked for.
+    pub(crate) fn cancellation(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }

@@ -31,24 +31,29 @@ impl ReadData {
     /// Reads a subset as `--read-data-subset` gives it; a value that does
     /// not parse is an error naming it.
     pub fn subset(text: &str) -> Result<Self> {
-        ReadSubsetOption::from_str(text.trim()).map_err(|_| {
-            Error::BadRequest(format!(
-                "invalid subset {text:?}: use a percentage (10%), a part (1/5, the first of five), or a size (2GiB)"
-            ))
-        })?;
+        parse_subset(text)?;
         Ok(Self::Subset(text.trim().to_string()))
     }
 
-    fn options(&self) -> CheckOptions {
+    fn options(&self) -> Result<CheckOptions> {
         let options = CheckOptions::default();
-        match self {
+        Ok(match self {
             Self::None => options,
             Self::All => options.read_data(true),
+            // Made without `subset`, a value may not parse: never "all".
             Self::Subset(text) => options
                 .read_data(true)
-                .read_data_subset(ReadSubsetOption::from_str(text).unwrap_or_default()),
-        }
+                .read_data_subset(parse_subset(text)?),
+        })
     }
+}
+
+fn parse_subset(text: &str) -> Result<ReadSubsetOption> {
+    ReadSubsetOption::from_str(text.trim()).map_err(|_| {
+        Error::BadRequest(format!(
+            "invalid subset {text:?}: use a percentage (10%), a part (1/5, the first of five), or a size (2GiB)"
+        ))
+    })
 }
 
 /// What a check found.
@@ -85,8 +90,9 @@ impl Repo {
             opened.get_all_snapshots().map_err(|e| self.error(&e))?;
         let trees = snapshots.iter().map(|s| s.tree).collect();
         let found = opened
-            .check_with_trees(read.options(), trees)
+            .check_with_trees(read.options()?, trees)
             .map_err(|e| self.error(&e))?;
+        let severe = found.is_ok().is_err();
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
         // The library names the level's type but does not export it: its
         // variants are told apart by name, an unknown one counting as an
@@ -96,6 +102,10 @@ impl Repo {
                 "Warn" => warnings.push(problem.to_string()),
                 _ => errors.push(problem.to_string()),
             }
+        }
+        // The library's own verdict wins over the names.
+        if severe && errors.is_empty() {
+            errors.append(&mut warnings);
         }
         Ok(CheckReport {
             time,

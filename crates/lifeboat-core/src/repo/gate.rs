@@ -43,11 +43,34 @@ impl SnapshotGate {
         if publish {
             self.flushed()?;
             for (id, cacheable, content) in held.into_iter().flatten() {
-                self.inner
-                    .write_bytes(rustic_core::FileType::Snapshot, &id, cacheable, content)?;
+                self.write_through(rustic_core::FileType::Snapshot, &id, cacheable, content)?;
             }
         }
         Ok(())
+    }
+
+    /// Writes a file that is not a pack. In a local repository an index or
+    /// snapshot file is written whole under a temporary name and then
+    /// renamed: a process killed while writing one (a prune rewriting the
+    /// index) leaves no half file that restic would read as damage.
+    fn write_through(
+        &self,
+        tpe: rustic_core::FileType,
+        id: &Id,
+        cacheable: bool,
+        content: rustic_core::BytesList,
+    ) -> RusticResult<()> {
+        match &self.packs {
+            Some(packs)
+                if matches!(
+                    tpe,
+                    rustic_core::FileType::Index | rustic_core::FileType::Snapshot
+                ) =>
+            {
+                packs.write_file(tpe.dirname(), id, content)
+            }
+            _ => self.inner.write_bytes(tpe, id, cacheable, content),
+        }
     }
 
     /// Waits until the packs written so far are on disk.
@@ -140,7 +163,7 @@ impl WriteBackend for SnapshotGate {
             return Ok(());
         }
         self.flushed()?;
-        self.inner.write_bytes(tpe, id, cacheable, content)
+        self.write_through(tpe, id, cacheable, content)
     }
     fn remove(&self, tpe: rustic_core::FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         self.inner.remove(tpe, id, cacheable)

@@ -161,6 +161,39 @@ impl LocalPacks {
         self.finish(pack, id)
     }
 
+    /// Writes a whole repository file that is not a pack (an index, a
+    /// snapshot) into `dir_name` under its id: first under a temporary name
+    /// beside the packs (which listings skip and [`remove_abandoned`]
+    /// cleans up after a kill), synced, then renamed into place.
+    pub(crate) fn write_file(
+        &self,
+        dir_name: &str,
+        id: &Id,
+        content: BytesList,
+    ) -> RusticResult<()> {
+        let mut written = self.create()?;
+        for piece in content.into_vec() {
+            written
+                .append(&piece)
+                .map_err(|e| io_error("cannot write", &written.temporary, e))?;
+        }
+        let dir = self.dir.join(dir_name);
+        let path = dir.join(id.to_hex().as_str());
+        let temporary = std::mem::take(&mut written.temporary);
+        let synced = match written.file.take().map(BufWriter::into_inner) {
+            Some(Ok(file)) => file.sync_all(),
+            Some(Err(e)) => Err(e.into_error()),
+            None => Ok(()),
+        };
+        synced
+            .and_then(|()| std::fs::create_dir_all(&dir))
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temporary);
+                io_error("cannot write", &path, e)
+            })
+    }
+
     /// Starts a pack under a temporary name, for its bytes to be appended
     /// as they come.
     pub(crate) fn create(&self) -> RusticResult<PackFile> {

@@ -109,13 +109,6 @@ impl LockInfo {
             self.time
         )
     }
-
-    /// Whether this lock is one this process wrote.
-    fn is_this_process(&self) -> bool {
-        self.hostname == hostname()
-            && self.pid == i64::from(std::process::id())
-            && self.pid_namespace == crate::host::pid_namespace()
-    }
 }
 
 /// A lock lifeboat holds; released (its file removed) on drop.
@@ -123,9 +116,16 @@ pub(crate) struct LockGuard {
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
     refreshed: Arc<Mutex<Instant>>,
+    /// The lock file as it is now (each refresh writes a new one).
+    current: Arc<Mutex<PathBuf>>,
 }
 
 impl LockGuard {
+    /// The lock's file as it is now.
+    fn current(&self) -> PathBuf {
+        self.current.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     /// Whether the lock is still held: refreshed recently enough that
     /// nobody can have judged it stale.
     pub(crate) fn is_held(&self) -> bool {
@@ -163,62 +163,109 @@ pub(crate) fn lock_shared(
         Err(Error::Io { source, path }) => return read_only_or(source, &path),
         Err(e) => return Err(e),
     };
-    if let Some(holder) = exclusive_holder(&locks, key, &ours)? {
+    let holder = exclusive_holder(&locks, key, &ours).inspect_err(|_| {
+        let _ = std::fs::remove_file(&ours);
+    })?;
+    if let Some(holder) = holder {
         let _ = std::fs::remove_file(&ours);
         return Err(Error::RepositoryLocked {
             location: location.to_string(),
             holder: holder.describe(),
         });
     }
-    held(repo_dir, key, ours, false).map(Some)
+    held(repo_dir, key, ours, false, Instant::now()).map(Some)
 }
 
 /// Takes the exclusive lock on the local repository at `repo_dir`, which
 /// nobody else may hold any lock with: waits up to `wait` for the locks of
 /// others (a backup's, a restore's, restic's) to go, telling `waiting` who
-/// holds one once, and fails as locked after that. This process's own
-/// shared lock does not count. While it waits its lock is written
-/// already, so that no new backup starts meanwhile (they refuse, as locked).
+/// holds one once, and fails as locked after that, or as interrupted when
+/// `stopped` says so. `own` (this repository handle's shared lock) does
+/// not count; an unreadable lock file counts as held. While it waits its
+/// lock is written already and kept fresh, so that no new backup starts
+/// meanwhile (they refuse, as locked); of two waiting for each other's
+/// exclusive locks, the one whose file name sorts first goes on and the
+/// other steps back.
 pub(crate) fn lock_exclusive(
     repo_dir: &Path,
     key: &MasterKey,
     location: &str,
+    own: Option<&LockGuard>,
     wait: Duration,
     waiting: &dyn Fn(&str),
+    stopped: &dyn Fn() -> bool,
 ) -> Result<LockGuard> {
     let locks = repo_dir.join("locks");
     std::fs::create_dir_all(&locks).map_err(|e| Error::io(&locks, e))?;
     remove_dead_locks(&locks, key);
-    let ours = write_lock(repo_dir, key, &LockInfo::ours(true))?;
     let started = Instant::now();
+    let mut ours: Option<(PathBuf, Instant)> = None;
+    let mut stepped_back = false;
     let mut told = false;
+    let give_up = |ours: &Option<(PathBuf, Instant)>, e: Error| {
+        if let Some((path, _)) = ours {
+            let _ = std::fs::remove_file(path);
+        }
+        e
+    };
     loop {
-        let other = match other_holder(&locks, key, &ours) {
-            Ok(other) => other,
-            Err(e) => {
-                let _ = std::fs::remove_file(&ours);
-                return Err(e);
+        if stopped() {
+            return Err(give_up(
+                &ours,
+                Error::Interrupted("stopped while waiting for the repository".to_string()),
+            ));
+        }
+        // Written, or written again before anyone could call it stale.
+        if !stepped_back && ours.as_ref().is_none_or(|(_, at)| at.elapsed() >= REFRESH) {
+            let fresh =
+                write_lock(repo_dir, key, &LockInfo::ours(true)).map_err(|e| give_up(&ours, e))?;
+            if let Some((old, _)) = ours.replace((fresh, Instant::now())) {
+                let _ = std::fs::remove_file(old);
             }
+        }
+        let mut skip: Vec<PathBuf> = own.map(LockGuard::current).into_iter().collect();
+        skip.extend(ours.as_ref().map(|(path, _)| path.clone()));
+        let other = match others(&locks, key, &skip) {
+            Ok(other) => other,
+            Err(e) => return Err(give_up(&ours, e)),
         };
         let Some(other) = other else {
-            return held(repo_dir, key, ours, true);
+            match ours.take() {
+                Some((path, written)) => return held(repo_dir, key, path, true, written),
+                None => {
+                    // Stepped back, and the other is gone: write ours.
+                    stepped_back = false;
+                    continue;
+                }
+            }
         };
+        // Two exclusive locks waiting for each other: one steps back.
+        if let (Other::Held { info, path }, Some((mine, _))) = (&other, &ours)
+            && info.exclusive
+            && path.file_name() < mine.file_name()
+        {
+            let _ = std::fs::remove_file(mine);
+            ours = None;
+            stepped_back = true;
+        }
         if started.elapsed() >= wait {
-            let _ = std::fs::remove_file(&ours);
-            return Err(Error::RepositoryLocked {
-                location: location.to_string(),
-                holder: format!(
-                    "{} still holds it after {}s of waiting; try again when it has finished",
-                    other.holder(),
-                    wait.as_secs()
-                ),
-            });
+            return Err(give_up(
+                &ours,
+                Error::RepositoryLocked {
+                    location: location.to_string(),
+                    holder: format!(
+                        "{} still holds it after {}s of waiting; try again when it has finished",
+                        other.describe(),
+                        wait.as_secs()
+                    ),
+                },
+            ));
         }
         if !told {
             waiting(&format!(
                 "waiting up to {}s for {} to release {location}",
                 wait.as_secs(),
-                other.holder()
+                other.describe()
             ));
             told = true;
         }
@@ -226,21 +273,41 @@ pub(crate) fn lock_exclusive(
     }
 }
 
-/// A lock just written at `ours`, kept fresh until the guard is dropped.
-fn held(repo_dir: &Path, key: &MasterKey, ours: PathBuf, exclusive: bool) -> Result<LockGuard> {
+/// A lock just written at `ours`, at `written`, kept fresh until the guard
+/// is dropped.
+fn held(
+    repo_dir: &Path,
+    key: &MasterKey,
+    ours: PathBuf,
+    exclusive: bool,
+    written: Instant,
+) -> Result<LockGuard> {
     let (stop, stopped) = mpsc::channel::<()>();
     let repo_dir = repo_dir.to_path_buf();
     let key = key.clone();
-    let refreshed = Arc::new(Mutex::new(Instant::now()));
-    let last = refreshed.clone();
+    let refreshed = Arc::new(Mutex::new(written));
+    let current = Arc::new(Mutex::new(ours.clone()));
+    let (last, now) = (refreshed.clone(), current.clone());
     let refresher = std::thread::Builder::new()
         .name("lifeboat-lock".into())
-        .spawn(move || refresh_until_stopped(&repo_dir, &key, ours, exclusive, &stopped, &last))
-        .map_err(|e| Error::Other(format!("cannot start the lock refresher: {e}")))?;
+        .spawn(move || {
+            let due = REFRESH.saturating_sub(written.elapsed());
+            refresh_until_stopped(&repo_dir, &key, exclusive, due, &stopped, &last, &now);
+        });
+    let refresher = match refresher {
+        Ok(thread) => thread,
+        Err(e) => {
+            let _ = std::fs::remove_file(&ours);
+            return Err(Error::Other(format!(
+                "cannot start the lock refresher: {e}"
+            )));
+        }
+    };
     Ok(LockGuard {
         stop: Some(stop),
         refresher: Some(refresher),
         refreshed,
+        current,
     })
 }
 
@@ -256,17 +323,21 @@ fn read_only_or(e: std::io::Error, path: &Path) -> Result<Option<LockGuard>> {
 fn refresh_until_stopped(
     repo_dir: &Path,
     key: &MasterKey,
-    mut current: PathBuf,
     exclusive: bool,
+    mut due: Duration,
     stop: &mpsc::Receiver<()>,
     refreshed: &Mutex<Instant>,
+    current: &Mutex<PathBuf>,
 ) {
     // Anything but a timeout means the guard is gone.
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(REFRESH) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(due) {
+        due = REFRESH;
         match write_lock(repo_dir, key, &LockInfo::ours(exclusive)) {
             Ok(fresh) => {
-                let _ = std::fs::remove_file(&current);
-                current = fresh;
+                if let Ok(mut path) = current.lock() {
+                    let _ = std::fs::remove_file(&*path);
+                    *path = fresh;
+                }
                 if let Ok(mut t) = refreshed.lock() {
                     *t = Instant::now();
                 }
@@ -274,7 +345,9 @@ fn refresh_until_stopped(
             Err(e) => tracing::warn!("refreshing the repository lock: {e}"),
         }
     }
-    let _ = std::fs::remove_file(&current);
+    if let Ok(path) = current.lock() {
+        let _ = std::fs::remove_file(&*path);
+    }
 }
 
 impl Drop for LockGuard {
@@ -343,10 +416,52 @@ fn remove_dead_locks(locks: &Path, key: &MasterKey) {
 fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
     live_locks(locks, key, ours, |info| info.exclusive)
 }
+/// What stands in the way of an exclusive lock.
+enum Other {
+    /// A live lock, and its file.
+    Held { info: LockInfo, path: PathBuf },
+    /// A lock file that cannot be read: it may be anyone's.
+    Unreadable(PathBuf),
+}
 
-/// The holder of a live lock of any kind of another process, if any.
-fn other_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
-    live_locks(locks, key, ours, |info| !info.is_this_process())
+impl Other {
+    fn describe(&self) -> String {
+        match self {
+            Self::Held { info, .. } => info.holder(),
+            Self::Unreadable(path) => format!(
+                "the unreadable lock file {} (remove it if no restic or lifeboat uses the repository)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The first live lock that is not in `skip`, if any. A lock removed while
+/// the directory is read (refreshed: written anew, then the old one
+/// removed) makes it read again, so that the new one is not missed.
+fn others(locks: &Path, key: &MasterKey, skip: &[PathBuf]) -> Result<Option<Other>> {
+    'scan: loop {
+        for entry in std::fs::read_dir(locks).map_err(|e| Error::io(locks, e))? {
+            let path = entry.map_err(|e| Error::io(locks, e))?.path();
+            if skip.contains(&path) {
+                continue;
+            }
+            let data = match std::fs::read(&path) {
+                Ok(data) => data,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'scan,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let Some(info) =
+                unseal(key, &data).and_then(|j| serde_json::from_slice::<LockInfo>(&j).ok())
+            else {
+                return Ok(Some(Other::Unreadable(path)));
+            };
+            if !info.is_stale() {
+                return Ok(Some(Other::Held { info, path }));
+            }
+        }
+        return Ok(None);
+    }
 }
 
 /// The first live lock other than `ours` that `counts`.
@@ -433,30 +548,52 @@ mod tests {
     }
 
     #[test]
-    fn the_exclusive_lock_waits_for_others_but_not_for_this_process() -> Result<()> {
+    fn the_exclusive_lock_waits_for_others_but_not_for_its_own_shared_lock() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let key = MasterKey::new();
         let locks = dir.path().join("locks");
         let count = || std::fs::read_dir(&locks).map_or(0, |d| d.count());
-        // This process's own shared lock does not stand in the way.
-        let shared = lock_shared(dir.path(), &key, "test")?;
-        let exclusive = lock_exclusive(dir.path(), &key, "test", Duration::ZERO, &|_| {})?;
+        let never = || false;
+        // The repository handle's own shared lock does not stand in the
+        // way; another shared lock of this very process does.
+        let shared = lock_shared(dir.path(), &key, "test")?.expect("a lock");
+        let exclusive = lock_exclusive(
+            dir.path(),
+            &key,
+            "test",
+            Some(&shared),
+            Duration::ZERO,
+            &|_| {},
+            &never,
+        )?;
         assert_eq!(count(), 2);
         drop(exclusive);
+        let refused = lock_exclusive(
+            dir.path(),
+            &key,
+            "test",
+            None,
+            Duration::ZERO,
+            &|_| {},
+            &never,
+        );
+        assert!(matches!(refused, Err(Error::RepositoryLocked { .. })));
         drop(shared);
         assert_eq!(count(), 0, "locks left behind");
         // Another host's backup does, for as long as the wait.
         let mut theirs = LockInfo::ours(false);
         theirs.hostname = "backup-host".into();
-        write_lock(dir.path(), &key, &theirs)?;
+        let backup = write_lock(dir.path(), &key, &theirs)?;
         let told = Mutex::new(Vec::new());
         let started = Instant::now();
         let err = lock_exclusive(
             dir.path(),
             &key,
             "test",
+            None,
             Duration::from_millis(600),
             &|why| told.lock().expect("told").push(why.to_string()),
+            &never,
         )
         .expect_err("locked");
         assert!(started.elapsed() >= Duration::from_millis(600));
@@ -464,11 +601,69 @@ mod tests {
         assert!(err.to_string().contains("backup-host"), "{err}");
         let told = told.into_inner().expect("told");
         assert_eq!(told.len(), 1, "{told:?}");
-        assert!(
-            told[0].contains("waiting up to 0s for a lock of"),
-            "{told:?}"
-        );
+        assert!(told[0].contains("for a lock of"), "{told:?}");
         assert_eq!(count(), 1, "the refused exclusive lock was left");
+        // Asked to stop, it stops waiting.
+        let stopped = lock_exclusive(
+            dir.path(),
+            &key,
+            "test",
+            None,
+            Duration::from_secs(60),
+            &|_| {},
+            &|| true,
+        );
+        assert!(matches!(stopped, Err(Error::Interrupted(_))));
+        std::fs::remove_file(&backup).map_err(|e| Error::io(&backup, e))?;
+        // A lock file nobody can read may be anyone's: it counts.
+        let garbage = locks.join("0".repeat(64));
+        std::fs::write(&garbage, b"not a lock").map_err(|e| Error::io(&garbage, e))?;
+        let err = lock_exclusive(
+            dir.path(),
+            &key,
+            "test",
+            None,
+            Duration::ZERO,
+            &|_| {},
+            &never,
+        )
+        .expect_err("an unreadable lock counts");
+        assert!(err.to_string().contains("unreadable lock file"), "{err}");
+        assert_eq!(count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn of_two_exclusive_lockers_waiting_for_each_other_one_goes_on() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let key = MasterKey::new();
+        let never = || false;
+        let both = std::thread::scope(|s| {
+            let run = || {
+                s.spawn(|| {
+                    lock_exclusive(
+                        dir.path(),
+                        &key,
+                        "test",
+                        None,
+                        Duration::from_secs(20),
+                        &|_| {},
+                        &never,
+                    )
+                    // Held a moment, then let go for the other.
+                    .map(|lock| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        drop(lock);
+                    })
+                })
+            };
+            let (a, b) = (run(), run());
+            (a.join(), b.join())
+        });
+        assert!(
+            matches!(both, (Ok(Ok(_)), Ok(Ok(_)))),
+            "both must get the lock in turn"
+        );
         Ok(())
     }
 

@@ -39,34 +39,48 @@ pub struct PruneSummary {
 }
 
 impl Repo {
+    /// The directory of a repository lifeboat can prune: a local one, the
+    /// only kind it locks for now.
+    pub(crate) fn prunable(&self) -> Result<std::path::PathBuf> {
+        self.settings.local_path().ok_or_else(|| {
+            Error::Refused(format!(
+                "{}: lifeboat takes locks on local repositories only for now, and pruning without the exclusive lock could remove data a backup of another host is writing; prune it with restic",
+                self.settings.shown_location()
+            ))
+        })
+    }
+
     /// Removes the data no snapshot references, under the exclusive lock:
     /// waits up to `wait` for the locks of others (a backup, a restore) to
     /// go, telling `waiting` who holds them, and fails as locked after
-    /// that. With `plan_only`, says what it would do and changes nothing,
-    /// counting `forgotten` (snapshots a dry run would have removed) as
-    /// gone.
+    /// that, or as interrupted when `stopped` says so while it waits. With
+    /// `plan_only`, says what it would do and changes nothing, counting
+    /// `forgotten` (snapshots a dry run would have removed) as gone.
     pub(crate) fn prune(
         &self,
         plan_only: bool,
         forgotten: &[SnapshotInfo],
         wait: Duration,
         waiting: &dyn Fn(&str),
+        stopped: &dyn Fn() -> bool,
     ) -> Result<PruneSummary> {
-        let Some(dir) = self.settings.local_path() else {
-            return Err(Error::Refused(format!(
-                "{}: lifeboat takes locks on local repositories only for now, and pruning without the exclusive lock could remove data a backup of another host is writing; prune it with restic",
-                self.settings.shown_location()
-            )));
-        };
-        let _exclusive = if plan_only {
+        // Nor while this handle archives (a daemon's other job).
+        let _one_at_a_time = self
+            .archiving
+            .lock()
+            .map_err(|_| Error::Other("an earlier archive panicked".to_string()))?;
+        let dir = self.prunable()?;
+        let exclusive = if plan_only {
             None
         } else {
             Some(crate::repo::lock::lock_exclusive(
                 &dir,
                 &self.key,
                 &self.settings.shown_location(),
+                self._lock.as_deref(),
                 wait,
                 waiting,
+                stopped,
             )?)
         };
         let opened = self.opened()?;
@@ -74,7 +88,12 @@ impl Repo {
             .instant_delete(true)
             .max_unused(LimitOption::Percentage(5))
             .max_repack(LimitOption::Unlimited)
-            .ignore_snaps(forgotten.iter().map(|s| s.file.id).collect::<Vec<_>>());
+            // Only a plan may count live snapshots as gone.
+            .ignore_snaps(if plan_only {
+                forgotten.iter().map(|s| s.file.id).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            });
         let plan = opened.prune_plan(&options).map_err(|e| self.error(&e))?;
         let sizes = plan.stats.size_sum();
         let mut summary = PruneSummary {
@@ -88,6 +107,12 @@ impl Repo {
         };
         if plan_only {
             return Ok(summary);
+        }
+        if exclusive.as_ref().is_some_and(|lock| !lock.is_held()) {
+            return Err(Error::Other(format!(
+                "the exclusive lock on {} could not be kept fresh; not pruning",
+                self.settings.shown_location()
+            )));
         }
         opened.prune(&options, plan).map_err(|e| self.error(&e))?;
         summary.size_after = data_size(&dir.join("data"));

@@ -84,10 +84,7 @@ pub(crate) async fn run(
     Ok(if interrupted {
         crate::exit::INTERRUPTED
     } else if let Some(class) = report.prune_failure {
-        match class {
-            lifeboat_core::ErrorClass::RepositoryLocked => crate::exit::REPOSITORY_LOCKED,
-            _ => crate::exit::FAILURE,
-        }
+        crate::exit_code_of_class(Some(class))
     } else if failures == 0 {
         crate::exit::SUCCESS
     } else if failures < report.targets.len() {

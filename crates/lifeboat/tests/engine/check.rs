@@ -41,6 +41,20 @@ fn check_finds_a_damaged_pack_and_records_each_check() {
     let text = env.lifeboat(&["check"]).ok();
     assert!(text.stdout.contains("no errors"), "{}", text.stdout);
 
+    // A pack no index lists (a backup running, or killed): a warning, not
+    // a failure.
+    let stray_id = format!("{}{}", "ab", "c".repeat(62));
+    let stray_dir = env.repo().join("data").join("ab");
+    std::fs::create_dir_all(&stray_dir).expect("a data directory");
+    std::fs::copy(&packs(&env.repo())[0], stray_dir.join(&stray_id)).expect("copy a pack");
+    let warned = env.lifeboat(&["check", "--json"]).ok().json();
+    assert_eq!(warned["errors"], serde_json::json!([]), "{warned:#}");
+    assert!(
+        warned["warnings"].to_string().contains(&stray_id[..8]),
+        "{warned:#}"
+    );
+    std::fs::remove_file(stray_dir.join(&stray_id)).expect("remove the copy");
+
     // One byte of the largest pack (the data) flipped: the structure is
     // still whole, the data is not.
     let pack = packs(&env.repo())[0].clone();

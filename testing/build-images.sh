@@ -155,6 +155,28 @@ build_database() {
     docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
 }
 
+# An image that runs its server as the child of a wrapper that stays PID 1
+# (as su, gosu or a script would), made from the PostgreSQL image without
+# a registry: a container of it with the wrapper copied in, committed.
+build_wrapped() {
+    image=lifeboat-test/postgres-wrapped:15
+    base=lifeboat-test/postgres:15
+    base_id=$(docker image inspect -f '{{.Id}}' "$base")
+    recipe=$(printf '%s\n' "$base_id" | cat - "$here/images/wrapped-entrypoint.sh" | sha256sum | cut -c1-16)
+    if image_current "$image" "$recipe"; then
+        return
+    fi
+    log "building $image"
+    cid=$(docker create "$base")
+    docker cp "$here/images/wrapped-entrypoint.sh" "$cid:/usr/local/bin/wrapped-entrypoint" >/dev/null
+    docker commit \
+        -c "LABEL lifeboat.test.recipe=$recipe" \
+        -c 'ENTRYPOINT ["/usr/local/bin/wrapped-entrypoint"]' \
+        "$cid" "$image" >/dev/null
+    docker rm -f "$cid" >/dev/null
+    docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
+}
+
 fetch_current_restic
 build_busybox
 build_database lifeboat-test/postgres:15 postgresql-15 postgres-entrypoint.sh \
@@ -167,4 +189,5 @@ build_database lifeboat-test/mariadb:10.11 "mariadb-server mariadb-client" maria
 build_database lifeboat-test/redis:7 redis-server redis-entrypoint.sh \
     -c 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'VOLUME /data'
+build_wrapped
 log "images ready"

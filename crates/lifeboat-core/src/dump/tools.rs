@@ -59,6 +59,12 @@ pub(crate) struct ServerStart {
     pub(crate) processes: &'static [&'static str],
     /// A shell command that succeeds once it accepts connections.
     pub(crate) ready: &'static str,
+    /// A shell command that succeeds once it accepts connections over TCP
+    /// on the container's loopback: only the real server does, since the
+    /// images' init scripts run their temporary server without networking.
+    /// This tells it ready however the image starts it (as PID 1, under
+    /// tini, or as the child of an `su` or `gosu` wrapper).
+    pub(crate) ready_tcp: &'static str,
 }
 
 /// One database engine's tools.

@@ -334,8 +334,11 @@ pub(super) fn image_of(destination: &DumpDestination) -> &str {
 
 /// Starts a temporary container of the database's image on a new volume
 /// and waits until the real server (not the init script's temporary one)
-/// accepts connections. Its initial password is a random one: the dump's
-/// roles and accounts bring back the original credentials.
+/// accepts connections: over TCP on the container's loopback, which the
+/// temporary server never listens on, or, for images whose server listens
+/// on a socket only, on its socket once the server is PID 1. Its initial
+/// password is a random one: the dump's roles and accounts bring back the
+/// original credentials.
 pub(super) async fn bring_up(
     engine: &Engine,
     tools: &dyn DatabaseTools,
@@ -349,12 +352,13 @@ pub(super) async fn bring_up(
         args,
         processes,
         ready,
+        ready_tcp,
     } = tools.server_start(manifest, &password);
     let helper = engine
         .start_temporary(image, volume, &manifest.data_path, &env, &args)
         .await?;
     let check = format!(
-        "case \"$(cat /proc/1/comm)\" in {}) ;; *) exit 1 ;; esac; {ready}",
+        "{{ {ready_tcp}; }} >/dev/null 2>&1 && exit 0; case \"$(cat /proc/1/comm)\" in {}) ;; *) exit 1 ;; esac; {ready}",
         processes.join("|")
     );
     let command = ["sh", "-c", check.as_str()].map(String::from);

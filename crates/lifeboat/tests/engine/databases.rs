@@ -891,3 +891,60 @@ fn backup_all_of_a_mixed_engine_restores_each_volume() {
     assert_eq!(note, "kept\n");
     restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
 }
+
+/// An image whose server runs as the child of a wrapper that stays PID 1
+/// (as under su, gosu or a script): made by `testing/build-images.sh`.
+const POSTGRES_WRAPPED: &str = "lifeboat-test/postgres-wrapped:15";
+
+#[test]
+fn a_dump_restores_into_an_image_whose_server_is_not_pid_1() {
+    let env = TestEnv::new("pg-wrapped");
+    env.init();
+    let (db, volume) = postgres(&env, "pg", "pw");
+    sql(
+        &db,
+        "shopdb",
+        "CREATE TABLE t AS SELECT generate_series(1, 1000) AS n",
+    );
+    let backup = env.lifeboat(&["backup", &volume, "--json"]).ok().json();
+    let id = backup["targets"][0]["snapshot"]["id"]
+        .as_str()
+        .expect("a snapshot")
+        .to_string();
+
+    // Waiting for the server to be PID 1 timed out here after 180 s.
+    let restored = format!("{volume}-wrapped");
+    env.adopt_volume(&restored);
+    let started = Instant::now();
+    let report = env
+        .lifeboat(&[
+            "restore",
+            &id,
+            "--to",
+            &restored,
+            "--image",
+            POSTGRES_WRAPPED,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the restore waited {:?}",
+        started.elapsed()
+    );
+    for d in report["databases"].as_array().expect("databases") {
+        assert_eq!(d["mismatches"], serde_json::json!([]), "{d}");
+    }
+    let on_new = env.database_on(
+        "pg-wrapped-on-new",
+        POSTGRES_WRAPPED,
+        &restored,
+        "/var/lib/postgresql/data",
+        &["POSTGRES_USER=shop", "POSTGRES_PASSWORD=unused"],
+        &[],
+    );
+    let pid1 = docker(&["exec", &on_new, "cat", "/proc/1/comm"]).ok();
+    assert_ne!(pid1.stdout.trim(), "postgres", "the server is PID 1");
+    assert_eq!(sql(&on_new, "shopdb", "SELECT count(*) FROM t"), "1000");
+}

@@ -106,6 +106,7 @@ impl DatabaseTools for Mysql {
             args: Vec::new(),
             processes: &["mariadbd", "mysqld"],
             ready: "mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent",
+            ready_tcp: "mariadb-admin ping --silent --protocol=tcp -h 127.0.0.1 2>/dev/null || mysqladmin ping --silent --protocol=tcp -h 127.0.0.1",
         }
     }
 }

@@ -153,6 +153,7 @@ impl DatabaseTools for Postgres {
             args: Vec::new(),
             processes: &["postgres"],
             ready: "pg_isready -q",
+            ready_tcp: "pg_isready -q -h 127.0.0.1",
         }
     }
 }

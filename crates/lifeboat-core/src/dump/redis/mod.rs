@@ -152,6 +152,7 @@ impl DatabaseTools for Redis {
             args,
             processes: &["redis-server"],
             ready: "redis-cli ping | grep -q PONG",
+            ready_tcp: "redis-cli -h 127.0.0.1 ping | grep -q PONG",
         }
     }
 }

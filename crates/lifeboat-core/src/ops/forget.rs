@@ -33,7 +33,8 @@ pub struct ForgetRequest {
     /// Only that: remove no snapshot, need no rules (after a `restic
     /// forget`, say).
     pub prune_only: bool,
-    /// How long a prune waits for others' locks (a backup running).
+    /// How long a prune waits for others' locks (a backup running);
+    /// zero: not at all. [`LOCK_WAIT`] is the command line's default.
     pub lock_wait: Duration,
 }
 

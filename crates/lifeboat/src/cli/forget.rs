@@ -42,7 +42,7 @@ pub(crate) struct ForgetArgs {
 
     /// How long a prune waits for a backup or restore that holds the
     /// repository (seconds) before it gives up with exit 7.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = ops::forget::LOCK_WAIT.as_secs())]
     lock_wait: u64,
 }
 

@@ -22,9 +22,10 @@ log() { printf 'build-images: %s\n' "$*" >&2; }
 # Debian packages: restic is the independent judge of the repository,
 # busybox-static the content of the file-test image, attr sets and reads
 # extended attributes on the host side of the tests, tzdata the time zones
-# the retention tests count summer time in.
+# the retention tests count summer time in, tini the init of an image
+# whose server is not PID 1.
 missing=""
-for pkg in restic busybox-static attr debootstrap tzdata; do
+for pkg in restic busybox-static attr debootstrap tzdata tini; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -155,23 +156,27 @@ build_database() {
     docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
 }
 
-# An image that runs its server as the child of a wrapper that stays PID 1
-# (as su, gosu or a script would), made from the PostgreSQL image without
-# a registry: a container of it with the wrapper copied in, committed.
-build_wrapped() {
-    image=lifeboat-test/postgres-wrapped:15
+# Images that run their server as the child of something that stays PID 1,
+# made from the PostgreSQL image without a registry: a container of it
+# with one file copied in, committed with another entrypoint. The server
+# also listens on loopback TCP, as in the images people run.
+#   lifeboat-test/postgres-wrapped:15  a shell wrapper, as su or gosu
+#                                      scripts are
+#   lifeboat-test/postgres-tini:15     tini, as `docker run --init` does
+build_derived() {
+    image=$1 file=$2 dest=$3 entrypoint=$4
     base=lifeboat-test/postgres:15
     base_id=$(docker image inspect -f '{{.Id}}' "$base")
-    recipe=$(printf '%s\n' "$base_id" | cat - "$here/images/wrapped-entrypoint.sh" | sha256sum | cut -c1-16)
+    recipe=$(printf '%s %s %s\n' "$base_id" "$dest" "$entrypoint" | cat - "$file" | sha256sum | cut -c1-16)
     if image_current "$image" "$recipe"; then
         return
     fi
     log "building $image"
     cid=$(docker create "$base")
-    docker cp "$here/images/wrapped-entrypoint.sh" "$cid:/usr/local/bin/wrapped-entrypoint" >/dev/null
+    docker cp "$file" "$cid:$dest" >/dev/null
     docker commit \
         -c "LABEL lifeboat.test.recipe=$recipe" \
-        -c 'ENTRYPOINT ["/usr/local/bin/wrapped-entrypoint"]' \
+        -c "ENTRYPOINT $entrypoint" \
         "$cid" "$image" >/dev/null
     docker rm -f "$cid" >/dev/null
     docker image prune -f --filter label=lifeboat.test.recipe >/dev/null
@@ -189,5 +194,8 @@ build_database lifeboat-test/mariadb:10.11 "mariadb-server mariadb-client" maria
 build_database lifeboat-test/redis:7 redis-server redis-entrypoint.sh \
     -c 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'VOLUME /data'
-build_wrapped
+build_derived lifeboat-test/postgres-wrapped:15 "$here/images/wrapped-entrypoint.sh" \
+    /usr/local/bin/wrapped-entrypoint '["/usr/local/bin/wrapped-entrypoint"]'
+build_derived lifeboat-test/postgres-tini:15 /usr/bin/tini-static /usr/bin/tini \
+    '["/usr/bin/tini", "--", "/usr/local/bin/entrypoint", "-c", "listen_addresses=127.0.0.1"]'
 log "images ready"

@@ -892,12 +892,16 @@ fn backup_all_of_a_mixed_engine_restores_each_volume() {
     restic(&env.repo(), &env.password, &["check", "--read-data"]).ok();
 }
 
-/// An image whose server runs as the child of a wrapper that stays PID 1
-/// (as under su, gosu or a script): made by `testing/build-images.sh`.
-const POSTGRES_WRAPPED: &str = "lifeboat-test/postgres-wrapped:15";
+/// Images whose server runs as the child of something that stays PID 1: a
+/// shell wrapper (as under su or gosu), and tini (as under `docker run
+/// --init`). Made by `testing/build-images.sh`.
+const POSTGRES_NOT_PID_1: [&str; 2] = [
+    "lifeboat-test/postgres-wrapped:15",
+    "lifeboat-test/postgres-tini:15",
+];
 
 #[test]
-fn a_dump_restores_into_an_image_whose_server_is_not_pid_1() {
+fn a_dump_restores_into_images_whose_server_is_not_pid_1() {
     let env = TestEnv::new("pg-wrapped");
     env.init();
     let (db, volume) = postgres(&env, "pg", "pw");
@@ -912,39 +916,43 @@ fn a_dump_restores_into_an_image_whose_server_is_not_pid_1() {
         .expect("a snapshot")
         .to_string();
 
-    // Waiting for the server to be PID 1 timed out here after 180 s.
-    let restored = format!("{volume}-wrapped");
-    env.adopt_volume(&restored);
-    let started = Instant::now();
-    let report = env
-        .lifeboat(&[
-            "restore",
-            &id,
-            "--to",
+    for (n, image) in POSTGRES_NOT_PID_1.into_iter().enumerate() {
+        // Waiting for the server to be PID 1 timed out here after 180 s.
+        let restored = format!("{volume}-wrapped{n}");
+        env.adopt_volume(&restored);
+        let started = Instant::now();
+        let report = env
+            .lifeboat(&[
+                "restore", &id, "--to", &restored, "--image", image, "--json",
+            ])
+            .ok()
+            .json();
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{image}: the restore waited {:?}",
+            started.elapsed()
+        );
+        for d in report["databases"].as_array().expect("databases") {
+            assert_eq!(d["mismatches"], serde_json::json!([]), "{image}: {d}");
+        }
+        let on_new = env.database_on(
+            &format!("pg-on-new{n}"),
+            image,
             &restored,
-            "--image",
-            POSTGRES_WRAPPED,
-            "--json",
-        ])
-        .ok()
-        .json();
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "the restore waited {:?}",
-        started.elapsed()
-    );
-    for d in report["databases"].as_array().expect("databases") {
-        assert_eq!(d["mismatches"], serde_json::json!([]), "{d}");
+            "/var/lib/postgresql/data",
+            &["POSTGRES_USER=shop", "POSTGRES_PASSWORD=unused"],
+            &[],
+        );
+        let pid1 = docker(&["exec", &on_new, "cat", "/proc/1/comm"]).ok();
+        assert_ne!(
+            pid1.stdout.trim(),
+            "postgres",
+            "{image}: the server is PID 1"
+        );
+        assert_eq!(
+            sql(&on_new, "shopdb", "SELECT count(*) FROM t"),
+            "1000",
+            "{image}"
+        );
     }
-    let on_new = env.database_on(
-        "pg-wrapped-on-new",
-        POSTGRES_WRAPPED,
-        &restored,
-        "/var/lib/postgresql/data",
-        &["POSTGRES_USER=shop", "POSTGRES_PASSWORD=unused"],
-        &[],
-    );
-    let pid1 = docker(&["exec", &on_new, "cat", "/proc/1/comm"]).ok();
-    assert_ne!(pid1.stdout.trim(), "postgres", "the server is PID 1");
-    assert_eq!(sql(&on_new, "shopdb", "SELECT count(*) FROM t"), "1000");
 }

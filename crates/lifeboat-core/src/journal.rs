@@ -261,9 +261,15 @@ fn save_file(path: &Path, file: &JournalFile) -> Result<()> {
             _ => Ok(()),
         };
     }
-    let dir = journal_dir_of(path);
+    save_json(journal_dir_of(path), path, file)
+}
+
+/// Writes `value` as JSON to `path` in the state directory `dir`, whole:
+/// into a temporary file there, synced, then renamed into place, so that a
+/// process killed meanwhile leaves the old file or the new one.
+pub(crate) fn save_json(dir: &Path, path: &Path, value: &impl serde::Serialize) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let json = serde_json::to_vec_pretty(file).map_err(|e| Error::Other(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Other(e.to_string()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(&json)
         .and_then(|()| tmp.as_file().sync_all())

@@ -88,6 +88,28 @@ pub struct RestoredDatabase {
     pub keys: Option<u64>,
 }
 
+impl RestoredDatabase {
+    /// A database's tables as `counted` after a restore, against the row
+    /// counts recorded at backup: each table that differs or is missing
+    /// is a mismatch.
+    pub(crate) fn compared(database: &DatabaseDump, counted: &BTreeMap<String, u64>) -> Self {
+        let mut mismatches = Vec::new();
+        for (table, recorded) in &database.tables {
+            match counted.get(table) {
+                Some(n) if n == recorded => {}
+                Some(n) => mismatches.push(format!("{table}: {n} rows, {recorded} recorded")),
+                None => mismatches.push(format!("{table}: missing, {recorded} rows recorded")),
+            }
+        }
+        Self {
+            name: database.name.clone(),
+            tables_checked: database.tables.len(),
+            mismatches,
+            keys: None,
+        }
+    }
+}
+
 /// One database of a dump.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DatabaseDump {

@@ -3,7 +3,6 @@
 //! metrics).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -84,14 +83,8 @@ fn record(state_dir: &Path, location: &str, last: LastCheck) -> Result<PathBuf> 
         }
     };
     checks.insert(location.to_string(), last);
-    let json = serde_json::to_vec_pretty(&checks).map_err(|e| Error::Other(e.to_string()))?;
     let path = state_dir.join(CHECKS_FILE);
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(state_dir).map_err(|e| Error::io(state_dir, e))?;
-    tmp.write_all(&json)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    crate::journal::save_json(state_dir, &path, &checks)?;
     Ok(path)
 }
 

@@ -260,20 +260,7 @@ pub(super) async fn verify(
             })
             .collect();
     }
-    let mut mismatches = Vec::new();
-    for (table, recorded) in &database.tables {
-        match counted.get(table) {
-            Some(n) if n == recorded => {}
-            Some(n) => mismatches.push(format!("{table}: {n} rows, {recorded} recorded")),
-            None => mismatches.push(format!("{table}: missing, {recorded} rows recorded")),
-        }
-    }
-    Ok(RestoredDatabase {
-        name: database.name.clone(),
-        tables_checked: database.tables.len(),
-        mismatches,
-        keys: None,
-    })
+    Ok(RestoredDatabase::compared(database, &counted))
 }
 
 /// A single-quoted SQL string.

@@ -393,11 +393,7 @@ fn remove_dead_locks(locks: &Path, key: &MasterKey) {
     let this_host = hostname();
     for entry in entries.flatten() {
         let path = entry.path();
-        let Some(info) = std::fs::read(&path)
-            .ok()
-            .and_then(|data| unseal(key, &data))
-            .and_then(|json| serde_json::from_slice::<LockInfo>(&json).ok())
-        else {
+        let Ok(Some(info)) = read_lock(key, &path) else {
             continue;
         };
         if info.hostname == this_host
@@ -412,10 +408,12 @@ fn remove_dead_locks(locks: &Path, key: &MasterKey) {
     }
 }
 
-/// The holder of a live exclusive lock other than `ours`, if any.
-fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
-    live_locks(locks, key, ours, |info| info.exclusive)
+/// A lock file's content; `Ok(None)` when it cannot be read as a lock.
+fn read_lock(key: &MasterKey, path: &Path) -> std::io::Result<Option<LockInfo>> {
+    let data = std::fs::read(path)?;
+    Ok(unseal(key, &data).and_then(|json| serde_json::from_slice(&json).ok()))
 }
+
 /// What stands in the way of an exclusive lock.
 enum Other {
     /// A live lock, and its file.
@@ -446,15 +444,11 @@ fn others(locks: &Path, key: &MasterKey, skip: &[PathBuf]) -> Result<Option<Othe
             if skip.contains(&path) {
                 continue;
             }
-            let data = match std::fs::read(&path) {
-                Ok(data) => data,
+            let info = match read_lock(key, &path) {
+                Ok(Some(info)) => info,
+                Ok(None) => return Ok(Some(Other::Unreadable(path))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'scan,
                 Err(e) => return Err(Error::io(&path, e)),
-            };
-            let Some(info) =
-                unseal(key, &data).and_then(|j| serde_json::from_slice::<LockInfo>(&j).ok())
-            else {
-                return Ok(Some(Other::Unreadable(path)));
             };
             if !info.is_stale() {
                 return Ok(Some(Other::Held { info, path }));
@@ -464,30 +458,23 @@ fn others(locks: &Path, key: &MasterKey, skip: &[PathBuf]) -> Result<Option<Othe
     }
 }
 
-/// The first live lock other than `ours` that `counts`.
-fn live_locks(
-    locks: &Path,
-    key: &MasterKey,
-    ours: &Path,
-    counts: impl Fn(&LockInfo) -> bool,
-) -> Result<Option<LockInfo>> {
+/// The holder of a live exclusive lock other than `ours`, if any.
+fn exclusive_holder(locks: &Path, key: &MasterKey, ours: &Path) -> Result<Option<LockInfo>> {
     for entry in std::fs::read_dir(locks).map_err(|e| Error::io(locks, e))? {
-        let entry = entry.map_err(|e| Error::io(locks, e))?;
-        let path = entry.path();
+        let path = entry.map_err(|e| Error::io(locks, e))?.path();
         if path == ours {
             continue;
         }
         // A lock removed while we look is simply gone.
-        let Ok(data) = std::fs::read(&path) else {
-            continue;
+        let info = match read_lock(key, &path) {
+            Ok(Some(info)) => info,
+            Ok(None) => {
+                tracing::warn!("ignoring unreadable lock file {}", path.display());
+                continue;
+            }
+            Err(_) => continue,
         };
-        let Some(info) =
-            unseal(key, &data).and_then(|j| serde_json::from_slice::<LockInfo>(&j).ok())
-        else {
-            tracing::warn!("ignoring unreadable lock file {}", path.display());
-            continue;
-        };
-        if counts(&info) && !info.is_stale() {
+        if info.exclusive && !info.is_stale() {
             return Ok(Some(info));
         }
     }

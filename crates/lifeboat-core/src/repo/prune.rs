@@ -9,10 +9,9 @@
 //! removes (no second phase): the exclusive lock keeps every other writer
 //! out, lifeboat's and restic's.
 
-use std::path::Path;
 use std::time::Duration;
 
-use rustic_core::{LimitOption, PruneOptions};
+use rustic_core::{FileType, LimitOption, PruneOptions, ReadBackend};
 use serde::Serialize;
 
 use super::{Repo, SnapshotInfo};
@@ -32,8 +31,8 @@ pub struct PruneSummary {
     /// Bytes of unused blobs left in packs that stay (below the share
     /// worth repacking).
     pub bytes_unused_left: u64,
-    /// The size of the repository's data before and after, on this host's
-    /// file system.
+    /// The bytes of the repository's packs before and after, as its
+    /// storage lists them.
     pub size_before: Option<u64>,
     pub size_after: Option<u64>,
 }
@@ -102,7 +101,7 @@ impl Repo {
             packs_repacked: plan.stats.packs.repack,
             bytes_removed: sizes.remove + sizes.repackrm,
             bytes_unused_left: sizes.unused_after_prune(),
-            size_before: data_size(&dir.join("data")),
+            size_before: self.packs_size(),
             size_after: None,
         };
         if plan_only {
@@ -115,25 +114,13 @@ impl Repo {
             )));
         }
         opened.prune(&options, plan).map_err(|e| self.error(&e))?;
-        summary.size_after = data_size(&dir.join("data"));
+        summary.size_after = self.packs_size();
         Ok(summary)
     }
-}
 
-/// The bytes of the files below `dir`, `None` when it cannot be read.
-fn data_size(dir: &Path) -> Option<u64> {
-    let mut total = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).ok()? {
-            let entry = entry.ok()?;
-            let meta = entry.metadata().ok()?;
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else {
-                total += meta.len();
-            }
-        }
+    /// The bytes of the repository's packs, as its storage lists them.
+    fn packs_size(&self) -> Option<u64> {
+        let packs = self.gate.list_with_size(FileType::Pack).ok()?;
+        Some(packs.iter().map(|(_, size)| u64::from(*size)).sum())
     }
-    Some(total)
 }
